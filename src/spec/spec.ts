@@ -1,0 +1,113 @@
+/**
+ * Permutation specs: which axis of which tensor each permutation acts on.
+ *
+ * `axesToPerm[tensor][axis]` names the permutation acting on that axis (or null). `permToAxes` is
+ * derived from it and never stored independently, so the two cannot disagree.
+ */
+import { InputError } from '../errors.js';
+import type { Params } from '../tensor.js';
+import { shapeToString, sameShape } from '../tensor.js';
+
+export interface AxisRef {
+  readonly tensor: string;
+  readonly axis: number;
+}
+
+export type AxesToPerm = Readonly<Record<string, readonly (string | null)[]>>;
+
+export interface PermutationSpec {
+  readonly axesToPerm: AxesToPerm;
+  readonly permToAxes: Readonly<Record<string, readonly AxisRef[]>>;
+}
+
+/** Build a spec from its `axesToPerm` table (plain data, e.g. parsed JSON). */
+export function specFromAxes(axesToPerm: AxesToPerm): PermutationSpec {
+  const permToAxes: Record<string, AxisRef[]> = {};
+  const copy: Record<string, (string | null)[]> = {};
+  for (const [tensor, perms] of Object.entries(axesToPerm)) {
+    if (!Array.isArray(perms)) {
+      throw new InputError(`spec: tensor '${tensor}' must map to an array of permutation names or null`);
+    }
+    const seen = new Set<string>();
+    copy[tensor] = perms.map((p, axis) => {
+      if (p === null || p === undefined) return null;
+      if (typeof p !== 'string' || p.length === 0) {
+        throw new InputError(`spec: tensor '${tensor}' axis ${axis}: expected a permutation name or null, got ${JSON.stringify(p)}`);
+      }
+      if (seen.has(p)) {
+        throw new InputError(`spec: permutation '${p}' appears on two axes of tensor '${tensor}'`);
+      }
+      seen.add(p);
+      (permToAxes[p] ??= []).push({ tensor, axis });
+      return p;
+    });
+  }
+  return { axesToPerm: copy, permToAxes };
+}
+
+export function permNames(spec: PermutationSpec): string[] {
+  return Object.keys(spec.permToAxes);
+}
+
+/** The length of each permutation, read from the params (after validation these agree on every axis). */
+export function permSizes(spec: PermutationSpec, params: Params): Record<string, number> {
+  const sizes: Record<string, number> = {};
+  for (const [p, axes] of Object.entries(spec.permToAxes)) {
+    const first = axes[0];
+    sizes[p] = params[first.tensor].shape[first.axis];
+  }
+  return sizes;
+}
+
+/**
+ * Check a spec against one or more param sets before any work is done. Throws an InputError naming the
+ * tensor, axis and sizes for: a spec tensor missing from the params, a rank mismatch, a permutation
+ * whose axes disagree in length, and (with several param sets) a tensor whose shape differs between them.
+ */
+export function validateSpec(spec: PermutationSpec, ...paramSets: { label: string; params: Params }[]): void {
+  if (paramSets.length === 0) throw new Error('validateSpec: no params given');
+  for (const { label, params } of paramSets) {
+    for (const [tensor, perms] of Object.entries(spec.axesToPerm)) {
+      const t = params[tensor];
+      if (t === undefined) {
+        throw new InputError(`spec names tensor '${tensor}', which ${label} does not have`);
+      }
+      if (t.shape.length !== perms.length) {
+        throw new InputError(
+          `spec gives tensor '${tensor}' ${perms.length} axes but in ${label} it has rank ${t.shape.length} (shape ${shapeToString(t.shape)})`,
+        );
+      }
+    }
+    for (const [p, axes] of Object.entries(spec.permToAxes)) {
+      const first = axes[0];
+      const n = params[first.tensor].shape[first.axis];
+      for (const ref of axes.slice(1)) {
+        const m = params[ref.tensor].shape[ref.axis];
+        if (m !== n) {
+          throw new InputError(
+            `permutation '${p}' in ${label}: '${first.tensor}' axis ${first.axis} has size ${n} but '${ref.tensor}' axis ${ref.axis} has size ${m}`,
+          );
+        }
+      }
+    }
+  }
+  const [base, ...rest] = paramSets;
+  for (const other of rest) {
+    for (const [name, t] of Object.entries(base.params)) {
+      const u = other.params[name];
+      if (u === undefined) {
+        throw new InputError(`tensor '${name}' is in ${base.label} but not in ${other.label}`);
+      }
+      if (!sameShape(t.shape, u.shape)) {
+        throw new InputError(
+          `tensor '${name}' has shape ${shapeToString(t.shape)} in ${base.label} but ${shapeToString(u.shape)} in ${other.label}`,
+        );
+      }
+    }
+    for (const name of Object.keys(other.params)) {
+      if (!(name in base.params)) {
+        throw new InputError(`tensor '${name}' is in ${other.label} but not in ${base.label}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Dense float32 tensors as plain data, and the few shape operations the algorithms need.
+ * Everything here is pure: inputs are never written to.
+ */
+
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+/** Named tensors of one model, e.g. a PyTorch state dict. */
+export type Params = Readonly<Record<string, Tensor>>;
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function tensor(shape: readonly number[], data?: Float32Array | readonly number[]): Tensor {
+  const n = sizeOf(shape);
+  const values = data === undefined ? new Float32Array(n) : Float32Array.from(data);
+  if (values.length !== n) {
+    throw new Error(`tensor: shape [${shape.join(', ')}] needs ${n} values, got ${values.length}`);
+  }
+  return { shape: [...shape], data: values };
+}
+
+export function shapeToString(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Sizes of the dimensions before `axis`, at `axis`, and after it (row-major). */
+export function axisSplit(shape: readonly number[], axis: number): { outer: number; n: number; inner: number } {
+  let outer = 1;
+  let inner = 1;
+  for (let i = 0; i < axis; i++) outer *= shape[i];
+  for (let i = axis + 1; i < shape.length; i++) inner *= shape[i];
+  return { outer, n: shape[axis], inner };
+}
+
+/**
+ * `take(t, index, axis)`: result[..., i, ...] = t[..., index[i], ...] along `axis` (numpy's take,
+ * torch's index_select). `out`, when given, receives the result and must not alias `t`.
+ */
+export function take(t: Tensor, index: Int32Array, axis: number, out?: Float32Array): Tensor {
+  const { outer, n, inner } = axisSplit(t.shape, axis);
+  if (index.length !== n) {
+    throw new Error(`take: index of length ${index.length} on axis ${axis} of size ${n}`);
+  }
+  const src = t.data;
+  const dst = out ?? new Float32Array(src.length);
+  if (inner === 1) {
+    for (let o = 0; o < outer; o++) {
+      const base = o * n;
+      for (let i = 0; i < n; i++) dst[base + i] = src[base + index[i]];
+    }
+  } else {
+    for (let o = 0; o < outer; o++) {
+      const base = o * n * inner;
+      for (let i = 0; i < n; i++) {
+        const from = base + index[i] * inner;
+        dst.set(src.subarray(from, from + inner), base + i * inner);
+      }
+    }
+  }
+  return { shape: t.shape, data: dst };
+}
+
+/**
+ * The `axis`-first matrix view of `t`: an n × (size/n) row-major matrix whose row i holds every
+ * element with index i on `axis` (numpy's `moveaxis(t, axis, 0).reshape(n, -1)`).
+ * For axis 0 this is the data itself, without a copy.
+ */
+export function axisFirstMatrix(t: Tensor, axis: number, out?: Float32Array): { rows: number; cols: number; data: Float32Array } {
+  const { outer, n, inner } = axisSplit(t.shape, axis);
+  const cols = outer * inner;
+  if (axis === 0) return { rows: n, cols, data: t.data };
+  const dst = out ?? new Float32Array(t.data.length);
+  const src = t.data;
+  // Row i is the concatenation over o of the inner-block src[o, i, :].
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < n; i++) {
+      const from = (o * n + i) * inner;
+      dst.set(src.subarray(from, from + inner), i * cols + o * inner);
+    }
+  }
+  return { rows: n, cols, data: dst };
+}
+
+/** (1 − α)·a + α·b, element by element. */
+export function lerp(a: Tensor, b: Tensor, alpha: number): Tensor {
+  if (!sameShape(a.shape, b.shape)) {
+    throw new Error(`lerp: shapes ${shapeToString(a.shape)} and ${shapeToString(b.shape)} differ`);
+  }
+  const out = new Float32Array(a.data.length);
+  const wa = 1 - alpha;
+  for (let i = 0; i < out.length; i++) out[i] = wa * a.data[i] + alpha * b.data[i];
+  return { shape: a.shape, data: out };
+}
+
+/** Σ a·b over all elements, accumulated in float64. */
+export function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > m || Number.isNaN(d)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
