@@ -79,15 +79,11 @@ export function validateSpec(spec: PermutationSpec, ...paramSets: { label: strin
       }
     }
     for (const [p, axes] of Object.entries(spec.permToAxes)) {
-      const first = axes[0];
-      const n = params[first.tensor].shape[first.axis];
-      for (const ref of axes.slice(1)) {
-        const m = params[ref.tensor].shape[ref.axis];
-        if (m !== n) {
-          throw new InputError(
-            `permutation '${p}' in ${label}: '${first.tensor}' axis ${first.axis} has size ${n} but '${ref.tensor}' axis ${ref.axis} has size ${m}`,
-          );
-        }
+      const sizes = axes.map((ref) => params[ref.tensor].shape[ref.axis]);
+      if (sizes.some((m) => m !== sizes[0])) {
+        // List every axis: which one is "wrong" is the user's call (often the whole layout is transposed).
+        const listing = axes.map((ref, i) => `'${ref.tensor}' axis ${ref.axis} = ${sizes[i]}`).join(', ');
+        throw new InputError(`permutation '${p}' acts on axes of different sizes in ${label}: ${listing}`);
       }
     }
   }

@@ -1,0 +1,64 @@
+/**
+ * Matrix products for matching. Weight matching spends nearly all its time in products of the form
+ * A·Bᵀ (both operands row-major, rows = units), so that is the one operation an engine provides.
+ * The pure-TypeScript engine here runs anywhere (browser, no native binding); the ONNX Runtime engine
+ * (ort-matmul.ts) is ~30× faster and is used by the Node entry points.
+ */
+export interface MatmulEngine {
+  readonly name: string;
+  /** C = A·Bᵀ for A (m×k) and B (n×k), row-major; returns C (m×n) row-major in float32. */
+  abt(a: Float32Array, m: number, b: Float32Array, n: number, k: number): Promise<Float32Array>;
+  /** Release native resources, if any. */
+  dispose?(): Promise<void>;
+}
+
+/** Pure TypeScript A·Bᵀ: row-by-row dot products (both operands read contiguously), 4 columns at a time. */
+export const jsMatmul: MatmulEngine = {
+  name: 'js',
+  async abt(a, m, b, n, k) {
+    return abtSync(a, m, b, n, k);
+  },
+};
+
+export function abtSync(a: Float32Array, m: number, b: Float32Array, n: number, k: number): Float32Array {
+  checkSizes(a, m, b, n, k);
+  const c = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) {
+    const ai = i * k;
+    let j = 0;
+    for (; j + 3 < n; j += 4) {
+      const b0 = j * k;
+      const b1 = b0 + k;
+      const b2 = b1 + k;
+      const b3 = b2 + k;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let t = 0; t < k; t++) {
+        const x = a[ai + t];
+        s0 += x * b[b0 + t];
+        s1 += x * b[b1 + t];
+        s2 += x * b[b2 + t];
+        s3 += x * b[b3 + t];
+      }
+      c[i * n + j] = s0;
+      c[i * n + j + 1] = s1;
+      c[i * n + j + 2] = s2;
+      c[i * n + j + 3] = s3;
+    }
+    for (; j < n; j++) {
+      const bj = j * k;
+      let s = 0;
+      for (let t = 0; t < k; t++) s += a[ai + t] * b[bj + t];
+      c[i * n + j] = s;
+    }
+  }
+  return c;
+}
+
+export function checkSizes(a: Float32Array, m: number, b: Float32Array, n: number, k: number): void {
+  if (a.length < m * k || b.length < n * k) {
+    throw new Error(`abt: operands of length ${a.length} and ${b.length} are too short for ${m}×${k} and ${n}×${k}`);
+  }
+}

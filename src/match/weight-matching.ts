@@ -1,0 +1,233 @@
+/**
+ * Weight matching (Ainsworth et al., Algorithm 1): coordinate descent over permutations. Each step fixes
+ * every permutation but one, p, and solves one linear assignment for p exactly:
+ *
+ *   C = Σ over (tensor, axis) of p:  A[tensor]ₐₓᵢₛ · (B[tensor] with every OTHER permutation applied)ₐₓᵢₛᵀ
+ *   p ← argmax_P trace(C · Pᵀ)   i.e.  maximise Σᵢ C[i, p[i]]
+ *
+ * where Xₐₓᵢₛ is X moved axis-first and flattened to n × (size/n). Passes visit the permutations in an
+ * order drawn from the seed and stop after a full pass without improvement (or maxIter passes).
+ */
+import type { Params } from '../tensor.js';
+import { axisFirstMatrix, dot } from '../tensor.js';
+import type { PermutationSpec } from '../spec/spec.js';
+import { permNames, permSizes, validateSpec } from '../spec/spec.js';
+import type { Perms } from '../permute.js';
+import { identityPerms, permutedTensor, isPermutation } from '../permute.js';
+import { createRng, shuffledRange } from '../random.js';
+import { solveAssignment } from './lap.js';
+import type { MatmulEngine } from '../engine/matmul.js';
+import { jsMatmul } from '../engine/matmul.js';
+import { InputError } from '../errors.js';
+
+/**
+ * 'dot': the paper's objective Σ⟨A, P(B)⟩ over every tied axis.
+ * 'cosine': the same units and axes, but each unit's concatenated weights are normalised to unit length
+ * first, so C[i, j] is the cosine similarity of unit i of A and unit j of B (the second seed's ScoreMode 0,
+ * extended to all tied axes).
+ */
+export type WeightScore = 'dot' | 'cosine';
+
+export interface WeightMatchingOptions {
+  spec: PermutationSpec;
+  paramsA: Params;
+  paramsB: Params;
+  /** Upper bound on full passes; default 100. */
+  maxIter?: number;
+  /** Seed of the permutation visiting order; default 0. */
+  seed?: number;
+  /** Starting permutations (default: identity). Not modified. */
+  initPerms?: Perms;
+  score?: WeightScore;
+  engine?: MatmulEngine;
+  /** Called after every assignment step. */
+  onProgress?: (event: MatchProgress) => void;
+  /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
+  tol?: number;
+}
+
+export interface MatchProgress {
+  pass: number;
+  step: number;
+  stepsPerPass: number;
+  perm: string;
+  /** Improvement of this step's linear objective (new − old, ≥ 0 up to rounding). */
+  gain: number;
+}
+
+export interface PassRecord {
+  pass: number;
+  /** Σ⟨A, P(B)⟩ after the pass. */
+  objective: number;
+  /** Number of permutations that changed in this pass. */
+  changed: number;
+  /** Sum of the step gains in this pass. */
+  gain: number;
+  /** The order in which the pass visited the permutations. */
+  order: string[];
+}
+
+export interface WeightMatchingResult {
+  perms: Record<string, Int32Array>;
+  /** Full passes run (the last one found no improvement unless maxIter was reached). */
+  iterations: number;
+  converged: boolean;
+  /** Σ over all tensors of ⟨A, P(B)⟩, before (initial permutations) and after. */
+  objectiveBefore: number;
+  objectiveAfter: number;
+  history: PassRecord[];
+}
+
+/** Σ over all tensors of ⟨A[t], P(B)[t]⟩ in float64. */
+export function matchingObjective(spec: PermutationSpec, perms: Perms, paramsA: Params, paramsB: Params): number {
+  let total = 0;
+  for (const [name, a] of Object.entries(paramsA)) {
+    const b = paramsB[name];
+    if (b === undefined) continue;
+    total += dot(a.data, permutedTensor(spec, perms, name, b).data);
+  }
+  return total;
+}
+
+export async function weightMatching(options: WeightMatchingOptions): Promise<WeightMatchingResult> {
+  const { spec, paramsA, paramsB } = options;
+  const maxIter = options.maxIter ?? 100;
+  const score = options.score ?? 'dot';
+  const engine = options.engine ?? jsMatmul;
+  const tol = options.tol ?? 1e-12;
+  validateSpec(spec, { label: 'model A', params: paramsA }, { label: 'model B', params: paramsB });
+
+  const sizes = permSizes(spec, paramsA);
+  const names = permNames(spec);
+  const perms: Record<string, Int32Array> = identityPerms(sizes);
+  if (options.initPerms) {
+    for (const [p, init] of Object.entries(options.initPerms)) {
+      if (!(p in sizes)) throw new InputError(`initial permutation '${p}' is not in the spec`);
+      if (init.length !== sizes[p] || !isPermutation(init)) {
+        throw new InputError(`initial permutation '${p}' is not a permutation of 0..${sizes[p] - 1}`);
+      }
+      perms[p] = Int32Array.from(init);
+    }
+  }
+
+  // Cosine scores divide by per-unit norms. Permuting a unit's other axes reorders its weights without
+  // changing their length, so both norms are fixed for the whole run.
+  const unitNorms = score === 'cosine' ? computeUnitNorms(spec, names, sizes, paramsA, paramsB) : null;
+
+  const objectiveBefore = matchingObjective(spec, perms, paramsA, paramsB);
+  const rng = createRng(options.seed ?? 0);
+  const history: PassRecord[] = [];
+  let converged = false;
+  let iterations = 0;
+
+  for (let pass = 0; pass < maxIter; pass++) {
+    iterations = pass + 1;
+    const order = shuffledRange(names.length, rng);
+    let changed = 0;
+    let passGain = 0;
+    let progress = false;
+    for (let step = 0; step < order.length; step++) {
+      const p = names[order[step]];
+      const n = sizes[p];
+      const cost = await costMatrix(spec, p, n, perms, paramsA, paramsB, engine);
+      if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
+      const current = perms[p];
+      let oldL = 0;
+      for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
+      const { rowToCol, objective: newL } = solveAssignment(cost, n, n, { maximize: true });
+      const gain = newL - oldL;
+      if (gain > tol * Math.max(1, Math.abs(oldL))) {
+        progress = true;
+        perms[p] = Int32Array.from(rowToCol);
+        changed++;
+        passGain += gain;
+      }
+      options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain });
+    }
+    history.push({
+      pass,
+      objective: matchingObjective(spec, perms, paramsA, paramsB),
+      changed,
+      gain: passGain,
+      order: Array.from(order, (i) => names[i]),
+    });
+    if (!progress) {
+      converged = true;
+      break;
+    }
+  }
+
+  return {
+    perms,
+    iterations,
+    converged,
+    objectiveBefore,
+    objectiveAfter: history.length > 0 ? history[history.length - 1].objective : objectiveBefore,
+    history,
+  };
+}
+
+/** The n × n float64 matrix C of one assignment step (see the module comment). */
+export async function costMatrix(
+  spec: PermutationSpec,
+  p: string,
+  n: number,
+  perms: Perms,
+  paramsA: Params,
+  paramsB: Params,
+  engine: MatmulEngine,
+): Promise<Float64Array> {
+  const cost = new Float64Array(n * n);
+  for (const { tensor, axis } of spec.permToAxes[p]) {
+    const a = axisFirstMatrix(paramsA[tensor], axis);
+    const bPermuted = permutedTensor(spec, perms, tensor, paramsB[tensor], axis);
+    const b = axisFirstMatrix(bPermuted, axis);
+    const term = await engine.abt(a.data, n, b.data, n, a.cols);
+    for (let i = 0; i < term.length; i++) cost[i] += term[i];
+  }
+  return cost;
+}
+
+function computeUnitNorms(
+  spec: PermutationSpec,
+  names: string[],
+  sizes: Record<string, number>,
+  paramsA: Params,
+  paramsB: Params,
+): Record<string, { a: Float64Array; b: Float64Array }> {
+  const out: Record<string, { a: Float64Array; b: Float64Array }> = {};
+  for (const p of names) {
+    const n = sizes[p];
+    const a = new Float64Array(n);
+    const b = new Float64Array(n);
+    for (const { tensor, axis } of spec.permToAxes[p]) {
+      accumulateRowSquares(axisFirstMatrix(paramsA[tensor], axis), a);
+      accumulateRowSquares(axisFirstMatrix(paramsB[tensor], axis), b);
+    }
+    for (let i = 0; i < n; i++) {
+      a[i] = Math.sqrt(a[i]);
+      b[i] = Math.sqrt(b[i]);
+    }
+    out[p] = { a, b };
+  }
+  return out;
+}
+
+function accumulateRowSquares(m: { rows: number; cols: number; data: Float32Array }, into: Float64Array): void {
+  for (let i = 0; i < m.rows; i++) {
+    let s = 0;
+    const base = i * m.cols;
+    for (let j = 0; j < m.cols; j++) s += m.data[base + j] * m.data[base + j];
+    into[i] += s;
+  }
+}
+
+function scaleByNorms(cost: Float64Array, n: number, normA: Float64Array, normB: Float64Array): void {
+  for (let i = 0; i < n; i++) {
+    const ai = normA[i] > 0 ? 1 / normA[i] : 0;
+    for (let j = 0; j < n; j++) {
+      const bj = normB[j] > 0 ? 1 / normB[j] : 0;
+      cost[i * n + j] *= ai * bj;
+    }
+  }
+}
