@@ -6,7 +6,7 @@
  */
 export interface MatmulEngine {
   readonly name: string;
-  /** C = A·Bᵀ for A (m×k) and B (n×k), row-major; returns C (m×n) row-major in float32. */
+  /** C = A·Bᵀ for A (m×k) and B (n×k), row-major; returns C (m×n) row-major in float32, a new array the caller owns. */
   abt(a: Float32Array, m: number, b: Float32Array, n: number, k: number): Promise<Float32Array>;
   /** Release native resources, if any. */
   dispose?(): Promise<void>;
@@ -61,4 +61,14 @@ export function checkSizes(a: Float32Array, m: number, b: Float32Array, n: numbe
   if (a.length < m * k || b.length < n * k) {
     throw new Error(`abt: operands of length ${a.length} and ${b.length} are too short for ${m}×${k} and ${n}×${k}`);
   }
+}
+
+/** The transpose of a row-major rows × cols matrix. */
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) t[c * rows + r] = m[base + c];
+  }
+  return t;
 }

@@ -1,0 +1,90 @@
+/**
+ * Activation matching (Ainsworth et al. §3.1; the second seed's ScoreMode 1): run both models on the same
+ * probe batch, and for each permutation match B's units to A's by the similarity of their activations,
+ * one exact assignment per permutation. Unlike weight matching the permutations are independent: each
+ * layer's activations are a function of the input alone, whatever the labels of the layers before.
+ */
+import { solveAssignment } from './lap.js';
+import type { MatmulEngine } from '../engine/matmul.js';
+import { jsMatmul, transpose } from '../engine/matmul.js';
+import { InputError } from '../errors.js';
+
+/**
+ * 'pearson': centred correlation (the default, the paper's choice);
+ * 'cosine': uncentred cosine of the activation vectors (the second seed's score).
+ */
+export type ActivationScore = 'pearson' | 'cosine';
+
+export interface LayerActivations {
+  /** count × width, row-major: one row per probe example. */
+  a: Float32Array;
+  b: Float32Array;
+  count: number;
+  width: number;
+}
+
+export interface ActivationMatchingResult {
+  perms: Record<string, Int32Array>;
+  /** Mean similarity of matched unit pairs per permutation, before (identity) and after. */
+  meanSimilarityBefore: Record<string, number>;
+  meanSimilarityAfter: Record<string, number>;
+}
+
+export async function activationMatching(
+  activations: Readonly<Record<string, LayerActivations>>,
+  options: { score?: ActivationScore; engine?: MatmulEngine } = {},
+): Promise<ActivationMatchingResult> {
+  const score = options.score ?? 'pearson';
+  const engine = options.engine ?? jsMatmul;
+  const perms: Record<string, Int32Array> = {};
+  const before: Record<string, number> = {};
+  const after: Record<string, number> = {};
+  for (const [name, layer] of Object.entries(activations)) {
+    const { count, width } = layer;
+    if (layer.a.length !== count * width || layer.b.length !== count * width) {
+      throw new InputError(`activations of '${name}': expected ${count} × ${width} values for both models`);
+    }
+    const sim = await similarityMatrix(layer, score, engine);
+    const { rowToCol, objective } = solveAssignment(sim, width, width, { maximize: true });
+    perms[name] = Int32Array.from(rowToCol);
+    let diag = 0;
+    for (let i = 0; i < width; i++) diag += sim[i * width + i];
+    before[name] = diag / width;
+    after[name] = objective / width;
+  }
+  return { perms, meanSimilarityBefore: before, meanSimilarityAfter: after };
+}
+
+/** S[i, j] = similarity of A's unit i and B's unit j over the probe batch (width × width, float64). */
+export async function similarityMatrix(layer: LayerActivations, score: ActivationScore, engine: MatmulEngine): Promise<Float64Array> {
+  const { count, width } = layer;
+  const ua = unitRows(layer.a, count, width, score === 'pearson');
+  const ub = unitRows(layer.b, count, width, score === 'pearson');
+  const s = await engine.abt(ua, width, ub, width, count);
+  return Float64Array.from(s);
+}
+
+/**
+ * Unit-major rows (width × count), each centred (for Pearson) and scaled to unit length, so that their
+ * dot products are the correlations. A unit that never varies (a dead ReLU) becomes a zero row: it is
+ * equally (un)like every other unit.
+ */
+function unitRows(x: Float32Array, count: number, width: number, centre: boolean): Float32Array {
+  const t = transpose(x, count, width);
+  for (let i = 0; i < width; i++) {
+    const row = t.subarray(i * count, (i + 1) * count);
+    let mean = 0;
+    if (centre) {
+      for (let k = 0; k < count; k++) mean += row[k];
+      mean /= count;
+    }
+    let norm = 0;
+    for (let k = 0; k < count; k++) {
+      const v = row[k] - mean;
+      norm += v * v;
+    }
+    const scale = norm > 1e-24 ? 1 / Math.sqrt(norm) : 0;
+    for (let k = 0; k < count; k++) row[k] = (row[k] - mean) * scale;
+  }
+  return t;
+}

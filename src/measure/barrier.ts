@@ -1,0 +1,89 @@
+/**
+ * Linear interpolation between two models and the loss barrier along the path.
+ *   θ(α) = (1 − α)·A + α·B   for α = i/K, i = 0..K   (B already aligned, or not, by the caller)
+ * Two barrier definitions are reported, named:
+ *   - paper (Ainsworth et al., Frankle et al.): max over α of [ L(θ(α)) − ((1 − α)·L(A) + α·L(B)) ]
+ *   - endpoint-max (the second seed's report): max over α of L(θ(α)) − max(L(A), L(B)), clamped at ≥ 0
+ * The accuracy barrier is the paper's, for accuracy: max over α of [ ((1 − α)·acc(A) + α·acc(B)) − acc(θ(α)) ].
+ */
+import type { Params, Tensor } from '../tensor.js';
+import { lerp } from '../tensor.js';
+
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+}
+
+export interface CurvePoint extends Evaluation {
+  alpha: number;
+}
+
+export interface Barrier {
+  /** The paper's barrier (loss above the straight line between the endpoints' losses). */
+  loss: number;
+  /** max L(α) − max(L(0), L(1)), clamped at 0 (the second seed's definition). */
+  lossOverEndpoints: number;
+  /** Accuracy below the straight line between the endpoints' accuracies (fraction, not %). */
+  accuracy: number;
+  /** α at which the paper's loss barrier is attained. */
+  argmaxAlpha: number;
+}
+
+export function alphaGrid(points: number): number[] {
+  if (!Number.isInteger(points) || points < 1) throw new Error(`alphaGrid: K must be an integer ≥ 1, got ${points}`);
+  return Array.from({ length: points + 1 }, (_, i) => i / points);
+}
+
+/** θ(α): every tensor interpolated; tensors are matched by name. */
+export function interpolate(a: Params, b: Params, alpha: number): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(a)) out[name] = lerp(t, b[name], alpha);
+  return out;
+}
+
+export async function sweep(
+  a: Params,
+  b: Params,
+  points: number,
+  evaluate: (params: Params, alpha: number) => Promise<Evaluation>,
+  onPoint?: (i: number, total: number) => void,
+): Promise<CurvePoint[]> {
+  const curve: CurvePoint[] = [];
+  const grid = alphaGrid(points);
+  for (let i = 0; i < grid.length; i++) {
+    const alpha = grid[i];
+    // The endpoints are evaluated on the exact inputs, not on a lerp that only rounds to them.
+    const params = alpha === 0 ? a : alpha === 1 ? b : interpolate(a, b, alpha);
+    const e = await evaluate(params, alpha);
+    curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
+    onPoint?.(i + 1, grid.length);
+  }
+  return curve;
+}
+
+export function barrierOf(curve: readonly CurvePoint[]): Barrier {
+  if (curve.length < 2) throw new Error('barrierOf: a curve needs at least its two endpoints');
+  const first = curve[0];
+  const last = curve[curve.length - 1];
+  let loss = -Infinity;
+  let argmaxAlpha = 0;
+  let accuracy = -Infinity;
+  let maxLoss = -Infinity;
+  for (const p of curve) {
+    const lineLoss = (1 - p.alpha) * first.loss + p.alpha * last.loss;
+    const lineAcc = (1 - p.alpha) * first.accuracy + p.alpha * last.accuracy;
+    if (p.loss - lineLoss > loss) {
+      loss = p.loss - lineLoss;
+      argmaxAlpha = p.alpha;
+    }
+    accuracy = Math.max(accuracy, lineAcc - p.accuracy);
+    maxLoss = Math.max(maxLoss, p.loss);
+  }
+  return { loss, lossOverEndpoints: Math.max(0, maxLoss - Math.max(first.loss, last.loss)), accuracy, argmaxAlpha };
+}
+
+/** Relative reduction of a barrier, in % (100 = removed entirely); null when there was nothing to reduce. */
+export function reductionPercent(before: number, after: number): number | null {
+  if (!(before > 1e-12)) return null;
+  return (100 * (before - after)) / before;
+}

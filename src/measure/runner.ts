@@ -1,0 +1,31 @@
+/**
+ * What the measuring code needs from a model, whatever it is (the built-in MLP, an ONNX graph):
+ * evaluate a param set on a dataset, give its outputs on a probe batch, and, for activation matching,
+ * the activations that each permutation acts on.
+ */
+import type { Params } from '../tensor.js';
+import type { Evaluation } from './barrier.js';
+
+export interface ProbeBatch {
+  inputs: Float32Array;
+  count: number;
+}
+
+export interface LabelledData extends ProbeBatch {
+  labels: Int32Array;
+}
+
+export interface UnitActivations {
+  /** count × width, row-major. */
+  data: Float32Array;
+  width: number;
+}
+
+export interface ModelRunner {
+  /** Mean loss and accuracy of `params` on `data`. */
+  evaluate(params: Params, data: LabelledData): Promise<Evaluation>;
+  /** Raw outputs (e.g. logits) on a probe batch, flattened. */
+  outputs(params: Params, probe: ProbeBatch): Promise<Float32Array>;
+  /** Activations of the units each permutation acts on, keyed by permutation name. */
+  activations?(params: Params, probe: ProbeBatch): Promise<Record<string, UnitActivations>>;
+}

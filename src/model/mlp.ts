@@ -1,0 +1,130 @@
+/**
+ * The built-in MLP model: a chain of Linear layers with ReLU between them, in PyTorch's (out, in) weight
+ * layout. It evaluates params that come without a graph (safetensors, the demo) and is what the trainer
+ * trains. All products go through a MatmulEngine, so the same code runs on ONNX Runtime or in pure TS.
+ */
+import type { Params, Tensor } from '../tensor.js';
+import { InputError } from '../errors.js';
+import type { MatmulEngine } from '../engine/matmul.js';
+
+export interface MlpLayer {
+  readonly weight: string;
+  readonly bias: string | null;
+}
+
+export interface MlpArch {
+  readonly layers: readonly MlpLayer[];
+}
+
+export function mlpArch(names: readonly string[], weight = '.weight', bias: string | null = '.bias'): MlpArch {
+  return { layers: names.map((n) => ({ weight: n + weight, bias: bias === null ? null : n + bias })) };
+}
+
+/** Widths [in, h1, ..., out] read from the params, checking that the layers chain. */
+export function mlpWidths(arch: MlpArch, params: Params): number[] {
+  const widths: number[] = [];
+  arch.layers.forEach((layer, i) => {
+    const w = params[layer.weight];
+    if (w === undefined || w.shape.length !== 2) {
+      throw new InputError(`MLP layer ${i}: expected a 2-D tensor '${layer.weight}' (out, in)`);
+    }
+    const [out, inp] = w.shape;
+    if (i === 0) widths.push(inp);
+    else if (widths[i] !== inp) {
+      throw new InputError(`MLP layer ${i}: '${layer.weight}' takes ${inp} inputs but the previous layer gives ${widths[i]}`);
+    }
+    widths.push(out);
+    if (layer.bias !== null) {
+      const b = params[layer.bias];
+      if (b === undefined || b.shape.length !== 1 || b.shape[0] !== out) {
+        throw new InputError(`MLP layer ${i}: expected bias '${layer.bias}' of shape [${out}]`);
+      }
+    }
+  });
+  return widths;
+}
+
+export interface MlpForward {
+  /** Output logits, batch × out. */
+  logits: Float32Array;
+  /** Post-ReLU activations of each hidden layer (batch × width), when requested. */
+  hidden: Float32Array[];
+  /** Inputs to each layer (the network input, then each hidden activation); kept for backward. */
+  layerInputs: Float32Array[];
+}
+
+export async function mlpForward(
+  arch: MlpArch,
+  params: Params,
+  inputs: Float32Array,
+  batch: number,
+  engine: MatmulEngine,
+): Promise<MlpForward> {
+  const widths = mlpWidths(arch, params);
+  if (inputs.length !== batch * widths[0]) {
+    throw new InputError(`MLP input: expected ${batch} × ${widths[0]} values, got ${inputs.length}`);
+  }
+  let h = inputs;
+  const hidden: Float32Array[] = [];
+  const layerInputs: Float32Array[] = [];
+  for (let l = 0; l < arch.layers.length; l++) {
+    const w = params[arch.layers[l].weight];
+    const out = widths[l + 1];
+    layerInputs.push(h);
+    // Engines return a fresh array owned by the caller, so it is safe to finish it in place.
+    const y = await engine.abt(h, batch, w.data, out, widths[l]);
+    const bias = arch.layers[l].bias;
+    if (bias !== null) addRowVector(y, params[bias].data, batch, out);
+    if (l < arch.layers.length - 1) {
+      for (let i = 0; i < y.length; i++) if (y[i] < 0) y[i] = 0;
+      hidden.push(y);
+    }
+    h = y;
+  }
+  return { logits: h, hidden, layerInputs };
+}
+
+function addRowVector(m: Float32Array, v: Float32Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) m[base + c] += v[c];
+  }
+}
+
+/** Mean softmax cross-entropy and accuracy of logits (batch × classes) against integer labels. */
+export function crossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number): { loss: number; correct: number } {
+  let loss = 0;
+  let correct = 0;
+  for (let s = 0; s < batch; s++) {
+    const base = s * classes;
+    let max = -Infinity;
+    let arg = 0;
+    for (let c = 0; c < classes; c++) {
+      if (logits[base + c] > max) {
+        max = logits[base + c];
+        arg = c;
+      }
+    }
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += Math.exp(logits[base + c] - max);
+    loss += Math.log(sum) + max - logits[base + labels[s]];
+    if (arg === labels[s]) correct++;
+  }
+  return { loss: loss / batch, correct };
+}
+
+/** A fresh MLP with PyTorch's default Linear initialisation (uniform ±1/√fan_in), from a seeded RNG. */
+export function initMlp(widths: readonly number[], names: readonly string[], uniform: () => number): Record<string, Tensor> {
+  const params: Record<string, Tensor> = {};
+  for (let l = 0; l + 1 < widths.length; l++) {
+    const [fanIn, fanOut] = [widths[l], widths[l + 1]];
+    const bound = 1 / Math.sqrt(fanIn);
+    const w = new Float32Array(fanOut * fanIn);
+    for (let i = 0; i < w.length; i++) w[i] = (2 * uniform() - 1) * bound;
+    const b = new Float32Array(fanOut);
+    for (let i = 0; i < b.length; i++) b[i] = (2 * uniform() - 1) * bound;
+    params[`${names[l]}.weight`] = { shape: [fanOut, fanIn], data: w };
+    params[`${names[l]}.bias`] = { shape: [fanOut], data: b };
+  }
+  return params;
+}
