@@ -69,10 +69,6 @@ export function inferMlp(params: Params): InferredMlp {
   }
   const layout: WeightLayout = found[0].leaf === 'weight' ? 'torch' : 'flax';
   found.sort((a, b) => naturalCompare(a.name, b.name));
-  if (found.length < 2) {
-    throw new InputError(`${kind}: only one Linear layer ('${found[0].name}${found[0].sep}${found[0].leaf}'), so no hidden units to permute`);
-  }
-
   const claimed = new Set<string>();
   const layers: MlpLayer[] = found.map(({ name, sep, leaf, w }) => {
     const weight = `${name}${sep}${leaf}`;
@@ -92,6 +88,10 @@ export function inferMlp(params: Params): InferredMlp {
     const shown = other.slice(0, 4).map((n) => `'${n}' ${shapeToString(params[n].shape)}`).join(', ');
     throw new InputError(`${kind}: ${other.length} tensor(s) are not Linear weights or biases: ${shown}${other.length > 4 ? ', ...' : ''}`);
   }
+  if (found.length < 2) {
+    throw new InputError(`${kind}: only one Linear layer ('${found[0].name}${found[0].sep}${found[0].leaf}'), so no hidden units to permute`);
+  }
+
   for (let i = 0; i + 1 < layers.length; i++) {
     const [a, b] = [layers[i], layers[i + 1]];
     if (a.outputs !== b.inputs) {

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+/**
+ * The rebasin command line. Results go to stdout, progress and messages to stderr.
+ * Exit codes: 0 ok, 1 a failed check (only with --check), 2 bad usage or bad input.
+ */
+import { Command, CommanderError } from 'commander';
+import { isInputError } from '../errors.js';
+import { EXIT_USAGE, type GlobalOptions } from './common.js';
+import { demoCommand } from './demo.js';
+
+export function buildProgram(): Command {
+  const program = new Command('rebasin')
+    .description('Align the hidden units of independently trained networks (Git Re-Basin), measure the loss barrier, and merge them.')
+    .version('0.1.0')
+    .option('-q, --quiet', 'no progress or messages on stderr')
+    .option('--debug', 'show stack traces for errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  const globals = () => program.opts<GlobalOptions>();
+  for (const make of [demoCommand]) program.addCommand(make(globals).exitOverride());
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit through here with code 0; usage errors were already printed.
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    const debug = argv.includes('--debug');
+    if (isInputError(e)) {
+      process.stderr.write(`rebasin: ${e.message}\n`);
+      if (debug) process.stderr.write(`${e.stack}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`rebasin: internal error: ${(e as Error).message}\n`);
+    if (debug) process.stderr.write(`${(e as Error).stack}\n`);
+    else process.stderr.write('(run with --debug for the stack trace; this is a bug, please report it)\n');
+    return 3;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,148 @@
+/**
+ * The permutation-spec JSON format.
+ *
+ * Canonical form (written by `specToJson`):
+ *
+ *   {
+ *     "format": "rebasin-spec",
+ *     "version": 1,
+ *     "kind": "mlp",                      (optional, informational)
+ *     "description": "...",               (optional, informational)
+ *     "axes": {
+ *       "layer0.weight": ["P_0", null],   one entry per axis of the tensor, in order:
+ *       "layer0.bias": ["P_0"],           the permutation acting on it, or null
+ *       "layer1.weight": [null, "P_0"]
+ *     }
+ *   }
+ *
+ * Tensors the spec does not list are never permuted. A permutation may appear at most once per tensor;
+ * every axis it touches must have the same length (checked against the params when they are loaded).
+ *
+ * Also accepted on input: a bare axes object (`{"layer0.weight": ["P_0", null], ...}`) and the reference
+ * code's names, `{"axes_to_perm": {...}, "perm_to_axes": {...}}` (`perm_to_axes`, when present, must
+ * agree: perm name → list of [tensor, axis] pairs).
+ */
+import { InputError } from '../errors.js';
+import { specFromAxes, type PermutationSpec } from './spec.js';
+
+export const SPEC_FORMAT = 'rebasin-spec';
+export const SPEC_VERSION = 1;
+
+export interface SpecJsonOptions {
+  kind?: string;
+  description?: string;
+}
+
+/** The canonical JSON text of a spec: one tensor per line, so diffs and reviews stay readable. */
+export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {}): string {
+  const head: string[] = [`  "format": ${JSON.stringify(SPEC_FORMAT)}`, `  "version": ${SPEC_VERSION}`];
+  if (options.kind !== undefined) head.push(`  "kind": ${JSON.stringify(options.kind)}`);
+  if (options.description !== undefined) head.push(`  "description": ${JSON.stringify(options.description)}`);
+  const rows = Object.entries(spec.axesToPerm).map(
+    ([tensor, perms]) => `    ${JSON.stringify(tensor)}: [${perms.map((p) => JSON.stringify(p)).join(', ')}]`,
+  );
+  const axes = rows.length === 0 ? '  "axes": {}' : `  "axes": {\n${rows.join(',\n')}\n  }`;
+  return `{\n${[...head, axes].join(',\n')}\n}\n`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  const s = JSON.stringify(v);
+  return `${typeof v} ${s.length > 40 ? s.slice(0, 37) + '...' : s}`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Check the axes table's types here, so every message can name the file (`label`), tensor and axis. */
+function axesFrom(value: unknown, label: string, where: string): Record<string, (string | null)[]> {
+  if (!isObject(value)) throw new InputError(`${label}: ${where} must be an object of tensor name → axes, got ${describe(value)}`);
+  const entries = Object.entries(value);
+  if (entries.length === 0) throw new InputError(`${label}: ${where} lists no tensors`);
+  const axes: Record<string, (string | null)[]> = {};
+  for (const [tensor, perms] of entries) {
+    if (!Array.isArray(perms)) {
+      throw new InputError(`${label}: tensor '${tensor}' must map to an array (one permutation name or null per axis), got ${describe(perms)}`);
+    }
+    axes[tensor] = perms.map((p, axis) => {
+      if (p === null || (typeof p === 'string' && p.length > 0)) return p;
+      throw new InputError(`${label}: tensor '${tensor}' axis ${axis}: expected a permutation name or null, got ${describe(p)}`);
+    });
+  }
+  return axes;
+}
+
+function checkPermToAxes(value: unknown, spec: PermutationSpec, label: string): void {
+  if (!isObject(value)) throw new InputError(`${label}: perm_to_axes must be an object, got ${describe(value)}`);
+  for (const [perm, refs] of Object.entries(value)) {
+    if (!Array.isArray(refs)) throw new InputError(`${label}: perm_to_axes['${perm}'] must be an array of [tensor, axis] pairs`);
+    for (const ref of refs) {
+      // [tensor, axis] as in the reference code, or {tensor, axis} as in PermutationSpec.permToAxes.
+      const [tensor, axis] = Array.isArray(ref) ? ref : isObject(ref) ? [ref.tensor, ref.axis] : [];
+      const ok = typeof tensor === 'string' && Number.isInteger(axis);
+      if (!ok || spec.axesToPerm[tensor]?.[axis as number] !== perm) {
+        throw new InputError(`${label}: perm_to_axes['${perm}'] lists ${JSON.stringify(ref)}, which axes_to_perm does not give to '${perm}'`);
+      }
+    }
+    if (refs.length !== (spec.permToAxes[perm]?.length ?? 0)) {
+      throw new InputError(`${label}: perm_to_axes['${perm}'] lists ${refs.length} axes but axes_to_perm gives it ${spec.permToAxes[perm]?.length ?? 0}`);
+    }
+  }
+  for (const perm of Object.keys(spec.permToAxes)) {
+    if (!(perm in value)) throw new InputError(`${label}: permutation '${perm}' is in axes_to_perm but not in perm_to_axes`);
+  }
+}
+
+function build(axes: Record<string, (string | null)[]>, label: string): PermutationSpec {
+  try {
+    return specFromAxes(axes);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(e.message.replace(/^spec:/, `${label}:`));
+    throw e;
+  }
+}
+
+/** A spec from already-parsed JSON (any of the accepted forms). */
+export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSpec {
+  if (!isObject(value)) throw new InputError(`${label}: a permutation spec must be a JSON object, got ${describe(value)}`);
+  if ('format' in value) {
+    if (value.format !== SPEC_FORMAT) {
+      throw new InputError(`${label}: "format" is ${describe(value.format)}, expected ${JSON.stringify(SPEC_FORMAT)}`);
+    }
+    if (value.version !== SPEC_VERSION) {
+      throw new InputError(`${label}: unsupported ${SPEC_FORMAT} version ${describe(value.version)} (this build reads version ${SPEC_VERSION})`);
+    }
+    const extra = Object.keys(value).filter((k) => !['format', 'version', 'kind', 'description', 'axes'].includes(k));
+    if (extra.length > 0) throw new InputError(`${label}: unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')} in a ${SPEC_FORMAT} file`);
+    for (const k of ['kind', 'description'] as const) {
+      if (k in value && typeof value[k] !== 'string') throw new InputError(`${label}: "${k}" must be a string, got ${describe(value[k])}`);
+    }
+    if (!('axes' in value)) throw new InputError(`${label}: ${SPEC_FORMAT} file has no "axes"`);
+    return build(axesFrom(value.axes, label, '"axes"'), label);
+  }
+  for (const key of ['axes_to_perm', 'axesToPerm'] as const) {
+    if (key in value) {
+      const extra = Object.keys(value).filter((k) => ![key, 'perm_to_axes', 'permToAxes'].includes(k));
+      if (extra.length > 0) throw new InputError(`${label}: unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')} beside "${key}"`);
+      const spec = build(axesFrom(value[key], label, `"${key}"`), label);
+      const inverse = value.perm_to_axes ?? value.permToAxes;
+      if (inverse !== undefined) checkPermToAxes(inverse, spec, label);
+      return spec;
+    }
+  }
+  return build(axesFrom(value, label, 'the spec'), label);
+}
+
+/** Parse spec JSON text; `label` (e.g. the file name) starts every error message. */
+export function specFromJson(text: string, label = 'spec'): PermutationSpec {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${label}: not valid JSON (${(e as Error).message})`);
+  }
+  return specFromJsonValue(value, label);
+}
