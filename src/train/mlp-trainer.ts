@@ -7,7 +7,7 @@ import type { Tensor } from '../tensor.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { transpose } from '../engine/matmul.js';
 import { createRng, shuffledRange } from '../random.js';
-import { mlpArch, mlpForward, initMlp, crossEntropy, type MlpArch } from '../model/mlp.js';
+import { mlpArch, mlpForward, mlpWidths, initMlp, crossEntropy, type MlpArch } from '../model/mlp.js';
 
 export interface TrainData {
   inputs: Float32Array;
@@ -64,11 +64,9 @@ export async function trainMlp(data: TrainData, options: TrainOptions): Promise<
       }
       const x = xb.subarray(0, b * data.features);
       const y = yb.subarray(0, b);
-      const fwd = await mlpForward(arch, params, x, b, engine);
-      const ce = crossEntropy(fwd.logits, y, b, data.numClasses);
-      lossSum += ce.loss * b;
-      correct += ce.correct;
-      const grads = await backward(arch, params, widths, fwd.layerInputs, fwd.logits, y, b, engine);
+      const { loss, correct: right, grads } = await mlpGradients(arch, params, x, y, b, engine);
+      lossSum += loss * b;
+      correct += right;
       adam.step(Object.values(params).map((t) => t.data), Object.keys(params).map((k) => grads[k]));
     }
     losses.push(lossSum / data.count);
@@ -77,7 +75,22 @@ export async function trainMlp(data: TrainData, options: TrainOptions): Promise<
   return { params, arch, losses };
 }
 
-/** Gradients of the mean cross-entropy with respect to every weight and bias. */
+/** Mean cross-entropy of a batch and its gradient with respect to every weight and bias. */
+export async function mlpGradients(
+  arch: MlpArch,
+  params: Record<string, Tensor>,
+  x: Float32Array,
+  labels: Int32Array,
+  batch: number,
+  engine: MatmulEngine,
+): Promise<{ loss: number; correct: number; grads: Record<string, Float32Array> }> {
+  const widths = mlpWidths(arch, params);
+  const fwd = await mlpForward(arch, params, x, batch, engine);
+  const ce = crossEntropy(fwd.logits, labels, batch, widths[widths.length - 1]);
+  const grads = await backward(arch, params, widths, fwd.layerInputs, fwd.logits, labels, batch, engine);
+  return { loss: ce.loss, correct: ce.correct, grads };
+}
+
 async function backward(
   arch: MlpArch,
   params: Record<string, Tensor>,
