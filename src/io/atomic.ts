@@ -1,0 +1,104 @@
+/**
+ * Writing output files safely: the whole file appears at once or not at all (a temp file in the
+ * same folder, then a rename, which is atomic on one file system), and an output path that names one
+ * of the command's own inputs is refused before anything is written — `rebasin merge a b -o a` must
+ * not destroy `a` halfway through reading it.
+ */
+import { closeSync, fchmodSync, fsyncSync, openSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve } from 'node:path';
+import { InputError } from '../errors.js';
+
+function statOrNull(path: string): BigIntStats | null {
+  try {
+    return statSync(path, { bigint: true });
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Throw an InputError when `out` is (or resolves, through links, to) the same file as one of
+ * `inputs`. Compared by device and inode, so symlinks, hard links, `./a` vs `a` and case-insensitive
+ * file systems are all caught; paths that do not exist cannot be clobbered and are skipped.
+ */
+export function assertNotInput(out: string, inputs: readonly string[]): void {
+  const outStat = statOrNull(out);
+  for (const input of inputs) {
+    let same = resolve(out) === resolve(input);
+    if (!same && outStat !== null) {
+      const inStat = statOrNull(input);
+      same = inStat !== null && inStat.dev === outStat.dev && inStat.ino === outStat.ino;
+    }
+    if (same) {
+      throw new InputError(`output ${out} is the input file ${input}; choose a different output path`);
+    }
+  }
+}
+
+export interface WriteAtomicOptions {
+  /** Input files of the command: writing onto any of them is refused (see assertNotInput). */
+  readonly inputs?: readonly string[];
+}
+
+function describeFsError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err.code !== undefined ? `${err.code}: ${err.message}` : String(e);
+}
+
+/**
+ * Write `data` (one buffer, or chunks written in order — so a large file need not be concatenated
+ * in memory first) to `path` atomically. If `path` is a symlink, the file it points to is replaced;
+ * an existing file keeps its permission bits. Fails with an InputError naming the path when the
+ * folder is missing or not writable, or when the disk is full; the temp file is removed on failure.
+ */
+export function writeFileAtomic(
+  path: string,
+  data: Uint8Array | Iterable<Uint8Array>,
+  options: WriteAtomicOptions = {},
+): void {
+  if (options.inputs !== undefined) assertNotInput(path, options.inputs);
+  let target = resolve(path);
+  try {
+    target = realpathSync(path);
+  } catch {
+    // Missing (or a dangling link): write a new file at the given path.
+  }
+  const existing = statOrNull(target);
+  if (existing?.isDirectory()) throw new InputError(`cannot write ${path}: it is a directory`);
+  const mode = existing !== null ? Number(existing.mode & 0o7777n) : 0o666;
+  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const chunks: Iterable<Uint8Array> = data instanceof Uint8Array ? [data] : data;
+  let fd: number | null = null;
+  try {
+    fd = openSync(tmp, 'wx', mode);
+    // open() applies the umask; an existing file's own bits are what the user expects to keep.
+    if (existing !== null) fchmodSync(fd, mode);
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.length) done += writeSync(fd, chunk, done, chunk.length - done);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = null;
+    renameSync(tmp, target);
+  } catch (e) {
+    if (fd !== null) {
+      try {
+        closeSync(fd);
+      } catch {
+        // Already failing; the original error is the one worth reporting.
+      }
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // Never created, or already gone.
+    }
+    if ((e as NodeJS.ErrnoException).code !== undefined) {
+      throw new InputError(`cannot write ${path}: ${describeFsError(e)}`);
+    }
+    throw e;
+  }
+}
