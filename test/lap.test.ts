@@ -1,0 +1,268 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { solveAssignment, type AssignmentResult } from '../src/match/lap.js';
+import { InputError } from '../src/errors.js';
+import { createRng, type Rng } from '../src/random.js';
+import { pythonSkipReason, runPython, withTempDir } from './python.js';
+
+type Kind = 'uniform' | 'int' | 'intWide';
+
+function randomMatrix(rng: Rng, rows: number, cols: number, kind: Kind): Float64Array {
+  const a = new Float64Array(rows * cols);
+  for (let k = 0; k < a.length; k++) {
+    if (kind === 'uniform') a[k] = rng.next() * 2 - 1;
+    else if (kind === 'int') a[k] = rng.int(7) - 3; // many ties, negative values
+    else a[k] = rng.int(201) - 100;
+  }
+  return a;
+}
+
+/** Best objective over every injective pairing of the shorter side into the longer one. */
+function bruteForce(cost: Float64Array, rows: number, cols: number, maximize: boolean): number {
+  const short = Math.min(rows, cols);
+  const long = Math.max(rows, cols);
+  const at = (s: number, l: number): number => (rows <= cols ? cost[s * cols + l] : cost[l * cols + s]);
+  const used = new Uint8Array(long);
+  let best = maximize ? -Infinity : Infinity;
+  const go = (s: number, acc: number): void => {
+    if (s === short) {
+      if (maximize ? acc > best : acc < best) best = acc;
+      return;
+    }
+    for (let l = 0; l < long; l++) {
+      if (used[l]) continue;
+      used[l] = 1;
+      go(s + 1, acc + at(s, l));
+      used[l] = 0;
+    }
+  };
+  go(0, 0);
+  return best;
+}
+
+/** The matching is consistent both ways, uses min(rows, cols) pairs, and its objective adds up. */
+function assertValidMatching(res: AssignmentResult, cost: Float64Array, rows: number, cols: number): void {
+  assert.equal(res.rowToCol.length, rows);
+  assert.equal(res.colToRow.length, cols);
+  let pairs = 0;
+  let sum = 0;
+  for (let i = 0; i < rows; i++) {
+    const j = res.rowToCol[i];
+    if (j === -1) continue;
+    assert.ok(j >= 0 && j < cols, `rowToCol[${i}] = ${j} out of range`);
+    assert.equal(res.colToRow[j], i, `colToRow[${j}] should be ${i}`);
+    pairs++;
+    sum += cost[i * cols + j];
+  }
+  for (let j = 0; j < cols; j++) {
+    const i = res.colToRow[j];
+    if (i !== -1) assert.equal(res.rowToCol[i], j);
+  }
+  assert.equal(pairs, Math.min(rows, cols));
+  assert.equal(res.objective, sum);
+}
+
+/**
+ * LP optimality certificate, independent of how the solver got there: dual feasibility
+ * (u_i + v_j ≤ c'_ij), tightness on matched pairs, and on the longer side every unmatched line holds a
+ * potential at least as large as any matched one (the dual sign condition of the rectangular problem).
+ */
+function assertCertificate(res: AssignmentResult, cost: Float64Array, rows: number, cols: number, maximize: boolean): void {
+  const s = maximize ? -1 : 1;
+  let scale = 1;
+  for (const x of cost) if (Number.isFinite(x)) scale = Math.max(scale, Math.abs(x));
+  const tol = 1e-9 * scale;
+  const u = res.rowPotential;
+  const v = res.colPotential;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const r = s * cost[i * cols + j] - u[i] - v[j];
+      assert.ok(r >= -tol, `reduced cost [${i}][${j}] = ${r} < 0`);
+      if (res.rowToCol[i] === j) assert.ok(Math.abs(r) <= tol, `matched pair [${i}][${j}] not tight: ${r}`);
+    }
+  }
+  const sideCheck = (pot: Float64Array, matched: (k: number) => boolean): void => {
+    let maxMatched = -Infinity;
+    for (let k = 0; k < pot.length; k++) if (matched(k)) maxMatched = Math.max(maxMatched, pot[k]);
+    for (let k = 0; k < pot.length; k++) if (!matched(k)) assert.ok(pot[k] >= maxMatched - tol, `free ${k}: ${pot[k]} < ${maxMatched} (${rows}x${cols})`);
+  };
+  if (cols > rows) sideCheck(v, (j) => res.colToRow[j] >= 0);
+  if (rows > cols) sideCheck(u, (i) => res.rowToCol[i] >= 0);
+}
+
+function closeTo(actual: number, expected: number, rel = 1e-9, msg?: string): void {
+  assert.ok(
+    Math.abs(actual - expected) <= rel * Math.max(1, Math.abs(expected)),
+    `${msg ?? 'objective'}: ${actual} vs ${expected}`,
+  );
+}
+
+test('square n ≤ 7: optimal versus brute force over all permutations, min and max', () => {
+  const rng = createRng(1);
+  for (let n = 0; n <= 7; n++) {
+    for (const kind of ['uniform', 'int', 'intWide'] as const) {
+      for (let rep = 0; rep < (n <= 5 ? 6 : 3); rep++) {
+        const c = randomMatrix(rng, n, n, kind);
+        const before = Float64Array.from(c);
+        for (const maximize of [false, true]) {
+          const res = solveAssignment(c, n, n, { maximize });
+          assertValidMatching(res, c, n, n);
+          closeTo(res.objective, bruteForce(c, n, n, maximize), 1e-12, `n=${n} ${kind} max=${maximize}`);
+          assertCertificate(res, c, n, n, maximize);
+        }
+        assert.deepEqual(c, before, 'input was modified');
+      }
+    }
+  }
+});
+
+test('rectangular both ways: optimal versus brute force', () => {
+  const rng = createRng(2);
+  const shapes: Array<[number, number]> = [[1, 5], [5, 1], [2, 7], [3, 6], [6, 3], [4, 7], [7, 4], [5, 7], [7, 5], [6, 7], [0, 3], [3, 0]];
+  for (const [rows, cols] of shapes) {
+    for (const kind of ['uniform', 'int'] as const) {
+      for (let rep = 0; rep < 4; rep++) {
+        const c = randomMatrix(rng, rows, cols, kind);
+        for (const maximize of [false, true]) {
+          const res = solveAssignment(c, rows, cols, { maximize });
+          assertValidMatching(res, c, rows, cols);
+          closeTo(res.objective, bruteForce(c, rows, cols, maximize), 1e-12, `${rows}x${cols} ${kind} max=${maximize}`);
+          assertCertificate(res, c, rows, cols, maximize);
+        }
+      }
+    }
+  }
+});
+
+test('Float32Array input gives the same answer as its Float64 copy', () => {
+  const rng = createRng(3);
+  const c32 = Float32Array.from(randomMatrix(rng, 6, 6, 'uniform'));
+  const a = solveAssignment(c32, 6, 6);
+  const b = solveAssignment(Float64Array.from(c32), 6, 6);
+  assert.deepEqual(a.rowToCol, b.rowToCol);
+  assert.equal(a.objective, bruteForce(Float64Array.from(c32), 6, 6, false));
+});
+
+test('forbidden pairs (+Infinity; −Infinity when maximising) are avoided', () => {
+  const rng = createRng(4);
+  for (let rep = 0; rep < 30; rep++) {
+    const rows = 2 + rng.int(5);
+    const cols = 2 + rng.int(5);
+    const c = randomMatrix(rng, rows, cols, 'int');
+    // Forbid a few pairs but keep a guaranteed feasible diagonal.
+    for (let k = 0; k < c.length; k++) if (rng.next() < 0.3) c[k] = Infinity;
+    for (let d = 0; d < Math.min(rows, cols); d++) c[d * cols + d] = rng.int(7) - 3;
+    const res = solveAssignment(c, rows, cols);
+    assertValidMatching(res, c, rows, cols);
+    assert.equal(res.objective, bruteForce(c, rows, cols, false));
+    const neg = c.map((x) => -x);
+    const resMax = solveAssignment(neg, rows, cols, { maximize: true });
+    assert.equal(resMax.objective, -res.objective);
+  }
+});
+
+test('bad input is rejected with a one-line InputError', () => {
+  const isInput = (re: RegExp) => (e: unknown) => e instanceof InputError && re.test(e.message) && !e.message.includes('\n');
+  assert.throws(() => solveAssignment(new Float64Array([1, NaN, 2, 3]), 2, 2), isInput(/cost\[0\]\[1\].*NaN/));
+  assert.throws(() => solveAssignment(new Float64Array([1, -Infinity, 2, 3]), 2, 2), isInput(/-Infinity/));
+  assert.throws(() => solveAssignment(new Float64Array([1, 2, NaN, 4, 5, 6]), 3, 2), isInput(/cost\[1\]\[0\] of the 3x2 matrix is NaN/));
+  assert.throws(() => solveAssignment(new Float32Array([1, 2, 3, 4, 5, NaN]), 2, 3, { maximize: true }), isInput(/cost\[1\]\[2\]/));
+  assert.throws(() => solveAssignment(new Float64Array([1, Infinity, 2, 3]), 2, 2, { maximize: true }), isInput(/Infinity/));
+  assert.throws(() => solveAssignment(new Float64Array(5), 2, 3), isInput(/2x3.*needs 6.*got 5/));
+  // Column 1 is forbidden for every row: no complete assignment exists.
+  assert.throws(() => solveAssignment(new Float64Array([1, Infinity, 2, Infinity]), 2, 2), isInput(/infeasible/));
+  // A row with every pair forbidden.
+  assert.throws(() => solveAssignment(new Float64Array([Infinity, Infinity, Infinity, 1, 2, 3]), 2, 3), isInput(/infeasible/));
+  // ... but a forbidden column is fine when there are spare columns.
+  const ok = solveAssignment(new Float64Array([1, Infinity, 5, 2, Infinity, 1]), 2, 3);
+  assert.deepEqual(Array.from(ok.rowToCol), [0, 2]);
+  assert.throws(
+    () => solveAssignment(new Float64Array(4), 2, 2, { warmStart: { rowToCol: new Int32Array([1, 1]) } }),
+    isInput(/twice/),
+  );
+  assert.throws(
+    () => solveAssignment(new Float64Array(4), 2, 2, { warmStart: { colPotential: new Float64Array(3) } }),
+    isInput(/colPotential has length 3, expected 2/),
+  );
+});
+
+test('warm start: same objective as a cold solve, whatever the start', () => {
+  const rng = createRng(5);
+  const shapes: Array<[number, number]> = [[7, 7], [5, 7], [7, 5], [40, 40], [30, 45], [45, 30]];
+  for (const [rows, cols] of shapes) {
+    for (const kind of ['uniform', 'int'] as const) {
+      for (const maximize of [false, true]) {
+        const c1 = randomMatrix(rng, rows, cols, kind);
+        const first = solveAssignment(c1, rows, cols, { maximize });
+        // The next problem is a perturbation of the first, as between passes of weight matching.
+        const c2 = c1.map((x) => x + (kind === 'int' ? rng.int(3) - 1 : 0.1 * (rng.next() - 0.5)));
+        const cold = solveAssignment(c2, rows, cols, { maximize });
+        const starts = [
+          { colPotential: first.colPotential, rowPotential: first.rowPotential, rowToCol: first.rowToCol },
+          { colPotential: first.colPotential, rowToCol: first.rowToCol },
+          { rowPotential: first.rowPotential, rowToCol: first.rowToCol },
+          { rowToCol: first.rowToCol },
+          // Arbitrary potentials and a random matching: still exact.
+          { colPotential: Float64Array.from({ length: cols }, () => rng.normal() * 3), rowToCol: first.rowToCol },
+        ];
+        for (const warmStart of starts) {
+          const warm = solveAssignment(c2, rows, cols, { maximize, warmStart });
+          assertValidMatching(warm, c2, rows, cols);
+          closeTo(warm.objective, cold.objective, 1e-12, `${rows}x${cols} ${kind} max=${maximize}`);
+          assertCertificate(warm, c2, rows, cols, maximize);
+          if (rows <= 7 && cols <= 7) closeTo(warm.objective, bruteForce(c2, rows, cols, maximize), 1e-12);
+        }
+        // Re-solving the same problem from its own solution keeps it.
+        const again = solveAssignment(c1, rows, cols, {
+          maximize,
+          warmStart: { colPotential: first.colPotential, rowPotential: first.rowPotential, rowToCol: first.rowToCol },
+        });
+        assert.equal(again.objective, first.objective, `re-solve ${rows}x${cols} ${kind} max=${maximize}`);
+      }
+    }
+  }
+});
+
+// Matrices of random continuous values have a unique optimum (with probability 1), so the assignment
+// itself must match scipy's, not only the objective.
+const SCIPY = `
+import sys, json, numpy as np
+from scipy.optimize import linear_sum_assignment
+out = []
+for line in open(sys.argv[1]):
+    path, rows, cols, maximize = line.split()
+    c = np.fromfile(path, dtype='<f8').reshape(int(rows), int(cols))
+    r, k = linear_sum_assignment(c, maximize=maximize == '1')
+    row_to_col = [-1] * int(rows)
+    for a, b in zip(r.tolist(), k.tolist()):
+        row_to_col[a] = b
+    out.append({'objective': float(c[r, k].sum()), 'rowToCol': row_to_col})
+print(json.dumps(out))
+`;
+
+test('matches scipy linear_sum_assignment up to n = 1024', { skip: pythonSkipReason(['numpy', 'scipy.optimize']) }, () => {
+  const rng = createRng(6);
+  const cases: Array<[number, number, boolean]> = [
+    [10, 10, false], [100, 100, true], [500, 500, false], [1024, 1024, false], [300, 500, false], [500, 300, true],
+  ];
+  withTempDir((dir) => {
+    const mats = cases.map(([rows, cols], k) => {
+      const c = new Float64Array(rows * cols);
+      for (let t = 0; t < c.length; t++) c[t] = rng.normal();
+      const path = join(dir, `c${k}.f64`);
+      writeFileSync(path, new Uint8Array(c.buffer));
+      return { c, path };
+    });
+    const list = join(dir, 'list.txt');
+    writeFileSync(list, cases.map(([r, c, m], k) => `${mats[k].path} ${r} ${c} ${m ? 1 : 0}`).join('\n') + '\n');
+    const ref = JSON.parse(runPython(SCIPY, list)) as Array<{ objective: number; rowToCol: number[] }>;
+    cases.forEach(([rows, cols, maximize], k) => {
+      const res = solveAssignment(mats[k].c, rows, cols, { maximize });
+      assertValidMatching(res, mats[k].c, rows, cols);
+      closeTo(res.objective, ref[k].objective, 1e-9, `${rows}x${cols}`);
+      assert.deepEqual(Array.from(res.rowToCol), ref[k].rowToCol, `${rows}x${cols}: assignment differs from scipy`);
+    });
+  });
+});
