@@ -1,0 +1,200 @@
+/**
+ * ONNX model files on disk (Node only): reading with external data resolved safely, writing atomically
+ * with the weights embedded or in one external `<model file>.data` file.
+ */
+import { closeSync, fstatSync, openSync, readSync, readFileSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
+import { InputError } from '../errors.js';
+import { assertNotInput, writeFileAtomic } from './atomic.js';
+import type { Params } from '../tensor.js';
+import {
+  type ExternalResolver,
+  type OnnxExternalRef,
+  type OnnxModel,
+  internalizeExternal,
+  isFloatDtype,
+  onnxParams,
+  parseOnnx,
+  rawDataLength,
+  serializeOnnx,
+  serializeOnnxChunks,
+  withExternalRefs,
+  withInitializers,
+} from './onnx.js';
+
+export interface OnnxFile {
+  /** The model with any external data loaded into it (layout remembers it was 'external'). */
+  readonly model: OnnxModel;
+  /** Its float initializers as float32. */
+  readonly params: Params;
+  /** Every file read: the model and its external data files (pass them to writeOnnxFile as inputs). */
+  readonly files: readonly string[];
+}
+
+function errorCode(e: unknown): string {
+  return (e as { code?: string }).code ?? (e as Error).message;
+}
+
+function isInside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..' + sep) && rel !== '..' && !isAbsolute(rel);
+}
+
+/**
+ * A resolver for external data files of the model at `modelPath`. A location must be a relative path that
+ * stays inside the model's folder, also after following symlinks; offsets and lengths must lie inside the
+ * file. Files are opened once; call `close()` when done.
+ */
+export function fileResolver(modelPath: string): { resolve: ExternalResolver; files: string[]; close(): void } {
+  const dir = dirname(resolvePath(modelPath));
+  let realDir: string | null = null;
+  const open = new Map<string, { fd: number; size: number; path: string }>();
+  const files: string[] = [];
+  const resolve: ExternalResolver = (location, offset, length) => {
+    let f = open.get(location);
+    if (f === undefined) {
+      const shown = location.slice(0, 200);
+      if (location.includes('\0') || isAbsolute(location) || /^[a-zA-Z]:|^[\\/]/.test(location) || location.includes('\\')) {
+        throw new InputError(`${modelPath}: external data location '${shown}' must be a relative path inside the model's folder`);
+      }
+      const path = resolvePath(dir, location);
+      if (!isInside(dir, path)) {
+        throw new InputError(`${modelPath}: external data location '${shown}' points outside the model's folder`);
+      }
+      let real: string;
+      try {
+        realDir ??= realpathSync(dir);
+        real = realpathSync(path);
+      } catch (e) {
+        throw new InputError(`${modelPath}: external data file '${path}' cannot be opened (${errorCode(e)})`);
+      }
+      if (!isInside(realDir, real)) {
+        throw new InputError(`${modelPath}: external data location '${shown}' leads outside the model's folder through a link`);
+      }
+      try {
+        const fd = openSync(real, 'r');
+        f = { fd, size: fstatSync(fd).size, path };
+      } catch (e) {
+        throw new InputError(`${modelPath}: external data file '${path}' cannot be opened (${errorCode(e)})`);
+      }
+      open.set(location, f);
+      files.push(path);
+    }
+    const len = length ?? f.size - offset;
+    if (offset > f.size || len < 0 || offset + len > f.size) {
+      throw new InputError(
+        `${modelPath}: external data range ${offset}+${length ?? '(rest)'} lies outside '${f.path}' (${f.size} bytes)`,
+      );
+    }
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const n = readSync(f.fd, out, done, len - done, offset + done);
+      if (n === 0) throw new InputError(`${modelPath}: external data file '${f.path}' ended early`);
+      done += n;
+    }
+    return out;
+  };
+  const close = (): void => {
+    for (const f of open.values()) closeSync(f.fd);
+    open.clear();
+  };
+  return { resolve, files, close };
+}
+
+/** Reads an ONNX model file and its external data (relative to the model's folder). */
+export function readOnnxFile(path: string): OnnxFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new InputError(`cannot read ONNX model '${path}' (${errorCode(e)})`);
+  }
+  const parsed = parseOnnx(bytes, path);
+  const r = fileResolver(path);
+  try {
+    const model = internalizeExternal(parsed, r.resolve);
+    return { model, params: onnxParams(model), files: [path, ...r.files] };
+  } finally {
+    r.close();
+  }
+}
+
+export interface WriteOnnxOptions {
+  /**
+   * true: every float initializer stored as raw bytes goes to `<file name>.data` beside the model; false: all
+   * embedded; 'auto' (default): as the model was stored (its `layout`), or external when embedding would
+   * pass protobuf's 2 GiB limit.
+   */
+  readonly externalData?: boolean | 'auto';
+  /** Files that must not be overwritten (the inputs of this run). */
+  readonly inputs?: readonly string[];
+}
+
+/** Protobuf messages (and so ONNX files with embedded weights) cannot exceed 2 GiB. */
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+function alignmentFor(bytes: number): number {
+  // Big tensors start on a page so readers can mmap them; small ones on 64 bytes (any typed-array view).
+  return bytes >= 1 << 20 ? 4096 : 64;
+}
+
+/**
+ * Writes `model` with its float initializers replaced by `params` (see withInitializers), atomically
+ * (temporary file + rename). With external data, every float raw_data initializer goes to `<file name>.data`
+ * in the same folder, at aligned offsets, and the model records location/offset/length for each.
+ * Returns the files written.
+ */
+export function writeOnnxFile(path: string, model: OnnxModel, params: Params, opts: WriteOnnxOptions = {}): string[] {
+  const dataName = `${basename(path)}.data`;
+  const dataPath = join(dirname(path), dataName);
+  // Checked before anything is written: the data file could be an input too (the model we read).
+  const inputs = opts.inputs ?? [];
+  assertNotInput(path, inputs);
+  const updated = withInitializers(model, params);
+  const list = updated.proto.graph?.initializer ?? [];
+  let embeddedBytes = 0;
+  for (const t of list) {
+    const info = updated.initializers[t.name ?? ''];
+    if (info.external !== null) {
+      throw new InputError(
+        `${model.label}: initializer '${info.name}' still refers to external file '${info.external.location}'; load the model with readOnnxFile`,
+      );
+    }
+    embeddedBytes += rawDataLength(t) ?? 0;
+  }
+  const mode = opts.externalData ?? 'auto';
+  const external = mode === true || (mode === 'auto' && (updated.layout === 'external' || embeddedBytes > PROTOBUF_LIMIT - (64 << 20)));
+
+  if (!external) {
+    if (embeddedBytes > PROTOBUF_LIMIT) {
+      throw new InputError(`${path}: ${embeddedBytes} bytes of weights do not fit in one ONNX file (2 GiB); write with external data`);
+    }
+    writeFileAtomic(path, serializeOnnxChunks(updated));
+    return [path];
+  }
+
+  assertNotInput(dataPath, inputs);
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  const placed = withExternalRefs(updated, (t): OnnxExternalRef | null => {
+    // Only float weights move out: integer constants (Reshape targets, ...) must stay inline for ORT's
+    // shape inference, which cannot read external tensors.
+    if (!isFloatDtype(updated.initializers[t.name ?? ''].dtype)) return null;
+    const n = rawDataLength(t);
+    if (n === null || n === 0) return null;
+    const start = Math.ceil(offset / alignmentFor(n)) * alignmentFor(n);
+    if (start > offset) chunks.push(new Uint8Array(start - offset));
+    chunks.push(t.raw_data as Uint8Array);
+    offset = start + n;
+    return { location: dataName, offset: start, length: n };
+  });
+  const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
+  if (modelBytes.length > PROTOBUF_LIMIT) {
+    throw new InputError(`${path}: the model graph alone exceeds protobuf's 2 GiB limit`);
+  }
+  // Data first: a model file that exists always has its data beside it.
+  writeFileAtomic(dataPath, chunks);
+  writeFileAtomic(path, modelBytes);
+  return [path, dataPath];
+}
