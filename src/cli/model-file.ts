@@ -1,0 +1,81 @@
+/**
+ * Model files as the CLI sees them: recognised by content (not only extension), read into params, and
+ * written back in the format, names and dtypes they came in.
+ */
+import { readFileSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
+import { extname } from 'node:path';
+import { InputError } from '../errors.js';
+import type { Params } from '../tensor.js';
+import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors-fs.js';
+import { toParams, paramsToSafetensors, type SafetensorsFile } from '../io/safetensors.js';
+import { readOnnxFile, writeOnnxFile } from '../io/onnx-file.js';
+import type { OnnxModel } from '../io/onnx.js';
+
+export type ModelFormat = 'onnx' | 'safetensors';
+
+export interface ModelFile {
+  path: string;
+  format: ModelFormat;
+  params: Params;
+  /** Every file read for this model (the model and any external data): never to be overwritten. */
+  files: readonly string[];
+  onnx?: OnnxModel;
+  safetensors?: SafetensorsFile;
+}
+
+/** The format of a file from its first bytes: safetensors starts with a u64 header length and '{'. */
+export function sniffModelFormat(path: string): ModelFormat {
+  if (!existsSync(path)) throw new InputError(`${path}: no such file`);
+  if (statSync(path).isDirectory()) throw new InputError(`${path}: is a directory, expected a model file`);
+  const head = new Uint8Array(16);
+  const fd = openSync(path, 'r');
+  let n = 0;
+  try {
+    n = readSync(fd, head, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n >= 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
+  // An ONNX ModelProto starts with a protobuf tag: field 1..20, wire type 0 or 2 (ir_version is field 1).
+  if (n >= 2 && (head[0] & 0x07) <= 2 && head[0] >> 3 >= 1 && head[0] >> 3 <= 20) return 'onnx';
+  const ext = extname(path).toLowerCase();
+  throw new InputError(
+    `${path}: not a safetensors or ONNX model (content not recognised${ext ? `, extension '${ext}'` : ''})`,
+  );
+}
+
+export function readModel(path: string): ModelFile {
+  const format = sniffModelFormat(path);
+  if (format === 'safetensors') {
+    const file = readSafetensorsFile(path);
+    const { params } = toParams(file);
+    return { path, format, params, files: [path], safetensors: file };
+  }
+  const { model, params, files } = readOnnxFile(path);
+  return { path, format, params, files, onnx: model };
+}
+
+/** Write `params` in the form of `like` (same format, names, dtypes, graph) to `out`, atomically. */
+export function writeModelLike(like: ModelFile, params: Params, out: string, inputs: readonly string[]): string[] {
+  const want = extname(out).toLowerCase();
+  if (like.format === 'onnx') {
+    if (want === '.safetensors') throw new InputError(`${out}: the input ${like.path} is ONNX; write the output as .onnx`);
+    return writeOnnxFile(out, like.onnx as OnnxModel, params, { inputs });
+  }
+  if (want === '.onnx') throw new InputError(`${out}: the input ${like.path} is safetensors; write the output as .safetensors`);
+  writeSafetensorsFile(out, paramsToSafetensors(params, { like: like.safetensors }), { inputs });
+  return [out];
+}
+
+/** Read several models and check they are of one format. */
+export function readModels(paths: readonly string[]): ModelFile[] {
+  const models = paths.map(readModel);
+  const formats = new Set(models.map((m) => m.format));
+  if (formats.size > 1) throw new InputError(`the models mix formats (${[...formats].join(', ')}); give all as ONNX or all as safetensors`);
+  return models;
+}
+
+export function readText(path: string): string {
+  if (!existsSync(path)) throw new InputError(`${path}: no such file`);
+  return readFileSync(path, 'utf8');
+}

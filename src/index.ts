@@ -1,0 +1,28 @@
+/** rebasin's library entry point (Node). Browser code imports the core modules directly. */
+export * from './tensor.js';
+export * from './errors.js';
+export * from './random.js';
+export * from './permute.js';
+export * from './spec/spec.js';
+export * from './spec/mlp.js';
+export { resnetSpec } from './spec/resnet.js';
+export { vggSpec } from './spec/vgg.js';
+export { autoSpec, inferMlp, inferMlpSpec, builtinSpec } from './spec/auto.js';
+export { specToJson, specFromJson } from './spec/json.js';
+export { formatSpecTable } from './spec/table.js';
+export { solveAssignment, type AssignmentResult, type AssignmentOptions } from './match/lap.js';
+export * from './match/weight-matching.js';
+export * from './match/activation-matching.js';
+export * from './engine/matmul.js';
+export { createOrtMatmul, defaultMatmul } from './engine/ort-matmul.js';
+export * from './measure/barrier.js';
+export * from './measure/checks.js';
+export * from './measure/runner.js';
+export * from './measure/alignment-report.js';
+export { formatReport } from './report/text.js';
+export * from './io/safetensors.js';
+export * from './io/safetensors-fs.js';
+export { parseOnnx, serializeOnnx, onnxParams, withInitializers, initializersToInputs, type OnnxModel } from './io/onnx.js';
+export { readOnnxFile, writeOnnxFile } from './io/onnx-file.js';
+export { trainMlp } from './train/mlp-trainer.js';
+export { runDemo } from './demo.js';
