@@ -54,19 +54,9 @@ export function take(t: Tensor, index: Int32Array, axis: number, out?: Float32Ar
   }
   const src = t.data;
   const dst = out ?? new Float32Array(src.length);
-  if (inner === 1) {
-    for (let o = 0; o < outer; o++) {
-      const base = o * n;
-      for (let i = 0; i < n; i++) dst[base + i] = src[base + index[i]];
-    }
-  } else {
-    for (let o = 0; o < outer; o++) {
-      const base = o * n * inner;
-      for (let i = 0; i < n; i++) {
-        const from = base + index[i] * inner;
-        dst.set(src.subarray(from, from + inner), base + i * inner);
-      }
-    }
+  for (let o = 0; o < outer; o++) {
+    const base = o * n * inner;
+    for (let i = 0; i < n; i++) copyRun(src, base + index[i] * inner, dst, base + i * inner, inner);
   }
   return { shape: t.shape, data: dst };
 }
@@ -81,15 +71,39 @@ export function axisFirstMatrix(t: Tensor, axis: number, out?: Float32Array): { 
   const cols = outer * inner;
   if (axis === 0) return { rows: n, cols, data: t.data };
   const dst = out ?? new Float32Array(t.data.length);
+  writeAxisFirst(t, axis, dst, cols, 0);
+  return { rows: n, cols, data: dst };
+}
+
+/**
+ * Writes the axis-first view of `t` (see axisFirstMatrix) into the row-major matrix `dst` whose rows are
+ * `ld` wide, starting at column `col`: so several tensors' views can sit side by side in one matrix.
+ */
+export function writeAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: number, col: number): void {
+  const { outer, n, inner } = axisSplit(t.shape, axis);
   const src = t.data;
+  if (inner === 1) {
+    // A plain transpose (the last axis first): read rows of src, scatter down columns of dst.
+    for (let o = 0; o < outer; o++) {
+      const from = o * n;
+      const to = col + o;
+      for (let i = 0; i < n; i++) dst[i * ld + to] = src[from + i];
+    }
+    return;
+  }
   // Row i is the concatenation over o of the inner-block src[o, i, :].
   for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < n; i++) {
-      const from = (o * n + i) * inner;
-      dst.set(src.subarray(from, from + inner), i * cols + o * inner);
-    }
+    for (let i = 0; i < n; i++) copyRun(src, (o * n + i) * inner, dst, i * ld + col + o * inner, inner);
   }
-  return { rows: n, cols, data: dst };
+}
+
+/** dst[to .. to+len) = src[from .. from+len): a loop for short runs, where a subarray would cost more. */
+function copyRun(src: Float32Array, from: number, dst: Float32Array, to: number, len: number): void {
+  if (len < 48) {
+    for (let k = 0; k < len; k++) dst[to + k] = src[from + k];
+  } else {
+    dst.set(src.subarray(from, from + len), to);
+  }
 }
 
 /** (1 − α)·a + α·b, element by element. */

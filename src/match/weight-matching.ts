@@ -9,13 +9,13 @@
  * order drawn from the seed and stop after a full pass without improvement (or maxIter passes).
  */
 import type { Params } from '../tensor.js';
-import { axisFirstMatrix, dot } from '../tensor.js';
+import { axisFirstMatrix, dot, writeAxisFirst } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
 import { identityPerms, permutedTensor, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
-import { solveAssignment } from './lap.js';
+import { solveAssignment, type WarmStart } from './lap.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -42,6 +42,11 @@ export interface WeightMatchingOptions {
   engine?: MatmulEngine;
   /** Called after every assignment step. */
   onProgress?: (event: MatchProgress) => void;
+  /**
+   * Start each assignment from the previous solve's duals for the same permutation (default true). The
+   * result is exact either way; this only changes the time.
+   */
+  warmStart?: boolean;
   /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
   tol?: number;
 }
@@ -117,6 +122,8 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
   const objectiveBefore = matchingObjective(spec, perms, paramsA, paramsB);
   const rng = createRng(options.seed ?? 0);
   const history: PassRecord[] = [];
+  const scratch = new Scratch();
+  const warm = new Map<string, WarmStart>();
   let converged = false;
   let iterations = 0;
 
@@ -129,12 +136,15 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
     for (let step = 0; step < order.length; step++) {
       const p = names[order[step]];
       const n = sizes[p];
-      const cost = await costMatrix(spec, p, n, perms, paramsA, paramsB, engine);
+      const cost = await costMatrix(spec, p, n, perms, paramsA, paramsB, engine, scratch);
       if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
       const current = perms[p];
       let oldL = 0;
       for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
-      const { rowToCol, objective: newL } = solveAssignment(cost, n, n, { maximize: true });
+      // Warm start from this permutation's previous solve: exact either way, faster when little changed.
+      const solved = solveAssignment(cost, n, n, { maximize: true, warmStart: options.warmStart === false ? undefined : warm.get(p) });
+      warm.set(p, { colPotential: solved.colPotential, rowPotential: solved.rowPotential, rowToCol: solved.rowToCol });
+      const { rowToCol, objective: newL } = solved;
       const gain = newL - oldL;
       if (gain > tol * Math.max(1, Math.abs(oldL))) {
         progress = true;
@@ -167,7 +177,11 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
   };
 }
 
-/** The n × n float64 matrix C of one assignment step (see the module comment). */
+/**
+ * The n × n float64 matrix C of one assignment step (see the module comment). The terms' axis-first views
+ * are laid side by side, A's in one n × K matrix and B's in another, so C is a single product A·Bᵀ; the
+ * two buffers are scratch space reused by every step.
+ */
 export async function costMatrix(
   spec: PermutationSpec,
   p: string,
@@ -176,16 +190,33 @@ export async function costMatrix(
   paramsA: Params,
   paramsB: Params,
   engine: MatmulEngine,
+  scratch: Scratch = new Scratch(),
 ): Promise<Float64Array> {
-  const cost = new Float64Array(n * n);
-  for (const { tensor, axis } of spec.permToAxes[p]) {
-    const a = axisFirstMatrix(paramsA[tensor], axis);
-    const bPermuted = permutedTensor(spec, perms, tensor, paramsB[tensor], axis);
-    const b = axisFirstMatrix(bPermuted, axis);
-    const term = await engine.abt(a.data, n, b.data, n, a.cols);
-    for (let i = 0; i < term.length; i++) cost[i] += term[i];
+  const terms = spec.permToAxes[p];
+  let k = 0;
+  for (const { tensor } of terms) k += paramsA[tensor].data.length / n;
+  const a = scratch.get('a', n * k);
+  const b = scratch.get('b', n * k);
+  let col = 0;
+  for (const { tensor, axis } of terms) {
+    writeAxisFirst(paramsA[tensor], axis, a, k, col);
+    writeAxisFirst(permutedTensor(spec, perms, tensor, paramsB[tensor], axis), axis, b, k, col);
+    col += paramsA[tensor].data.length / n;
   }
-  return cost;
+  return Float64Array.from(await engine.abt(a, n, b, n, k));
+}
+
+/** Growable scratch buffers, so matching allocates its working memory once, not once per step. */
+export class Scratch {
+  private readonly buffers = new Map<string, Float32Array>();
+  get(key: string, size: number): Float32Array {
+    let buf = this.buffers.get(key);
+    if (buf === undefined || buf.length < size) {
+      buf = new Float32Array(size);
+      this.buffers.set(key, buf);
+    }
+    return buf.length === size ? buf : buf.subarray(0, size);
+  }
 }
 
 function computeUnitNorms(
