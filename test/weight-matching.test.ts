@@ -151,3 +151,14 @@ test('initial permutations are validated and used', async () => {
   assert.ok(r.objectiveBefore < r.objectiveAfter);
   assert.deepEqual([...init.P_0], [4, 3, 2, 1, 0]);
 });
+
+test('warm-started assignments and the plain algorithm take the same path to the same permutations', async () => {
+  const a = randomMlp([30, 64, 48, 64, 10], 'torch', 71);
+  const b = randomMlp([30, 64, 48, 64, 10], 'torch', 72);
+  const spec = mlpSpec(3);
+  const warm = await weightMatching({ spec, paramsA: a, paramsB: b, seed: 4 });
+  const cold = await weightMatching({ spec, paramsA: a, paramsB: b, seed: 4, warmStart: false });
+  assert.deepEqual(warm.perms, cold.perms);
+  assert.equal(warm.iterations, cold.iterations);
+  assert.equal(warm.objectiveAfter, cold.objectiveAfter);
+});
