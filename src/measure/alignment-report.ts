@@ -135,7 +135,9 @@ async function align(
       const a = actA[name];
       const b = actB[name];
       if (!a || !b) throw new Error(`no activations for permutation '${name}'`);
-      layers[name] = { a: a.data, b: b.data, count: o.probe.count, width: a.width };
+      const rows = a.rows ?? o.probe.count;
+      if ((b.rows ?? o.probe.count) !== rows || b.width !== a.width) throw new Error(`activations of '${name}' differ in shape between the models`);
+      layers[name] = { a: a.data, b: b.data, count: rows, width: a.width };
     }
     const r = await activationMatching(layers, { score: o.activationScore, engine: o.engine });
     return { perms: r.perms, matching: {} };

@@ -16,9 +16,14 @@ export interface LabelledData extends ProbeBatch {
 }
 
 export interface UnitActivations {
-  /** count × width, row-major. */
+  /** rows × width, row-major. */
   data: Float32Array;
   width: number;
+  /**
+   * Number of rows when it is not the probe's count: a convolution's channels seen at every spatial position
+   * give count × H × W rows (each position counted as one more sample). Absent means probe.count.
+   */
+  rows?: number;
 }
 
 export interface ModelRunner {
