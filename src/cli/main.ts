@@ -7,6 +7,11 @@ import { Command, CommanderError } from 'commander';
 import { isInputError } from '../errors.js';
 import { EXIT_USAGE, type GlobalOptions } from './common.js';
 import { demoCommand } from './demo.js';
+import { alignCommand } from './align.js';
+import { mergeCommand } from './merge.js';
+import { barrierCommand, reportCommand } from './report.js';
+import { specCommand } from './spec.js';
+import { trainCommand } from './train.js';
 
 export function buildProgram(): Command {
   const program = new Command('rebasin')
@@ -17,7 +22,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  for (const make of [demoCommand]) program.addCommand(make(globals).exitOverride());
+  for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand]) program.addCommand(make(globals).exitOverride());
   return program;
 }
 

@@ -1,0 +1,148 @@
+/**
+ * `rebasin report A B --data D`: the full alignment report (churn, barrier before/after, checks, verdict) as
+ * text, JSON and a self-contained HTML page. `rebasin barrier A B --data D [--align]`: the interpolation
+ * curve(s) and barrier alone. Both are measurements: no input is written to.
+ */
+import { Command } from 'commander';
+import { alignmentReport, reportToJson, type AlignMethod } from '../measure/alignment-report.js';
+import { barrierOf, sweep, type CurvePoint } from '../measure/barrier.js';
+import { formatReport } from '../report/text.js';
+import { renderHtmlReport } from '../report/html.js';
+import { sliceDataset } from '../data/dataset.js';
+import { writeFileAtomic, assertNotInput } from '../io/atomic.js';
+import { formatNumber } from '../measure/checks.js';
+import { readModels } from './model-file.js';
+import { resolveData, resolveRunner, resolveSpec } from './resolve.js';
+import { METHODS } from './matching.js';
+import { InputError } from '../errors.js';
+import { makeContext, parseIntOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
+
+interface MeasureFlags {
+  data?: string;
+  method: string;
+  spec: string;
+  seed: number;
+  points: number;
+  limit?: number;
+  probe: number;
+  json?: boolean | string;
+  html?: string;
+  check?: boolean;
+  align?: boolean;
+}
+
+function measureOptions(cmd: Command): Command {
+  return cmd
+    .argument('<A>', 'model A (.onnx, or an MLP as .safetensors)')
+    .argument('<B>', 'model B (same architecture)')
+    .requiredOption('--data <d>', 'evaluation data: fashion-mnist[:train|:test], synthetic[:N], an IDX folder, a .npz file, or x.npy,y.npy')
+    .option('--method <m>', 'weight | cosine | activation', 'weight')
+    .option('--spec <s>', 'auto | mlp | resnet | vgg | a spec JSON file', 'auto')
+    .option('--seed <n>', 'seed for matching order and the random permutation of the invariance check', parseIntOption('--seed', 0), 0)
+    .option('--points <k>', 'interior steps K of the interpolation (K+1 points)', parseIntOption('--points', 1, 10000), 24)
+    .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
+}
+
+async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean) {
+  if (!(METHODS as readonly string[]).includes(flags.method)) throw new InputError(`--method must be one of ${METHODS.join(', ')}, got '${flags.method}'`);
+  const ctx = makeContext(g);
+  const models = readModels(paths);
+  const spec = resolveSpec(flags.spec, models);
+  const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed });
+  const engine = await ctx.engine();
+  const runner = await resolveRunner(models[0], spec, engine);
+  const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
+  const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));
+  const probe = { inputs: probeSet.inputs, count: probeSet.count };
+  try {
+    if (!align) {
+      const curve = await sweep(models[0].params, models[1].params, flags.points, (p) => runner.evaluate(p, evalData), (i, n) => ctx.progress.update('interpolating', i, n));
+      ctx.progress.done();
+      return { ctx, data, spec, curve, report: null };
+    }
+    const report = await alignmentReport({
+      a: models[0].params,
+      b: models[1].params,
+      spec: spec.spec,
+      runner,
+      data: evalData,
+      probe,
+      method: flags.method as AlignMethod,
+      points: flags.points,
+      seed: flags.seed,
+      engine,
+      title: `${paths[1]} aligned to ${paths[0]} (${flags.method} matching)`,
+      selfRun: paths[0] === paths[1],
+      onStage: (stage, done, total) => ctx.progress.update(stage, done, total),
+    });
+    ctx.progress.done();
+    return { ctx, data, spec, curve: null, report };
+  } finally {
+    await runner.dispose?.();
+  }
+}
+
+function curveTable(title: string, curve: readonly CurvePoint[]): string {
+  const lines = [title, '  alpha    loss      accuracy'];
+  for (const p of curve) lines.push(`  ${p.alpha.toFixed(3)}  ${p.loss.toFixed(5).padStart(9)}  ${(100 * p.accuracy).toFixed(2).padStart(7)}%`);
+  const b = barrierOf(curve);
+  lines.push(`  loss barrier ${formatNumber(b.loss)} at alpha ${b.argmaxAlpha.toFixed(3)}; endpoint-max barrier ${formatNumber(b.lossOverEndpoints)}; accuracy barrier ${(100 * b.accuracy).toFixed(2)} pts`);
+  return lines.join('\n');
+}
+
+export function barrierCommand(globals: () => GlobalOptions): Command {
+  return measureOptions(new Command('barrier').description('measure the loss and accuracy along the straight line between two models, before (and with --align, after) alignment'))
+    .option('--align', 'also align B to A and measure again')
+    .option('--json', 'print the curves and barriers as JSON')
+    .action(async (a: string, b: string, flags: MeasureFlags) => {
+      const g = globals();
+      const { ctx, data, curve, report } = await measure([a, b], flags, g, flags.align === true);
+      const naive = report ? report.naive.curve : (curve as CurvePoint[]);
+      if (flags.json || g.json) {
+        ctx.out(
+          JSON.stringify(
+            {
+              data: { name: data.name, count: data.count, preprocessing: data.preprocessing },
+              naive: { curve: naive, barrier: barrierOf(naive) },
+              aligned: report ? { curve: report.aligned.curve, barrier: report.aligned.barrier, reductionPercent: report.reductionPercent } : null,
+            },
+            null,
+            2,
+          ),
+        );
+        return;
+      }
+      ctx.out(`data: ${data.name}, ${data.count} examples (${data.preprocessing})`);
+      ctx.out(curveTable('before alignment:', naive));
+      if (report) {
+        ctx.out(curveTable(`after alignment (${flags.method} matching):`, report.aligned.curve));
+        ctx.out(`reduction of the loss barrier: ${report.reductionPercent === null ? 'n/a' : `${report.reductionPercent.toFixed(1)}%`}`);
+      }
+    });
+}
+
+export function reportCommand(globals: () => GlobalOptions): Command {
+  return measureOptions(new Command('report').description('align B to A and report: churn, barrier before vs after, the three checks and a verdict'))
+    .option('--html <file>', 'also write a self-contained HTML page with the plots')
+    .option('--json [file]', 'write every number as JSON (to the file, or to stdout instead of the text report)')
+    .option('--check', 'exit with code 1 when any check fails')
+    .action(async (a: string, b: string, flags: MeasureFlags) => {
+      const g = globals();
+      for (const out of [flags.html, typeof flags.json === 'string' ? flags.json : undefined]) {
+        if (out) assertNotInput(out, [a, b]);
+      }
+      const { ctx, data, report } = await measure([a, b], flags, g, true);
+      if (!report) return;
+      const json = { data: { name: data.name, count: data.count, preprocessing: data.preprocessing }, report: reportToJson(report) };
+      if (typeof flags.json === 'string') writeFileAtomic(flags.json, new TextEncoder().encode(JSON.stringify(json, null, 2)), { inputs: [a, b] });
+      if (flags.html) {
+        const html = renderHtmlReport([report], { title: `rebasin report: ${b} aligned to ${a}`, subtitle: `${data.name}, ${data.count} examples (${data.preprocessing})` });
+        writeFileAtomic(flags.html, new TextEncoder().encode(html), { inputs: [a, b] });
+        ctx.info(`wrote ${flags.html}`);
+      }
+      if (flags.json === true || g.json) ctx.out(JSON.stringify(json, null, 2));
+      else ctx.out(`data: ${data.name}, ${data.count} examples (${data.preprocessing})\n\n${formatReport(report, { color: ctx.color })}`);
+      if (flags.check && report.checks.some((c) => c.status === 'FAIL')) process.exitCode = EXIT_CHECK_FAILED;
+    });
+}
