@@ -20,7 +20,7 @@ export function createProgress(options: { quiet?: boolean; stream?: NodeJS.Write
       last = now;
       const width = 24;
       const filled = total > 0 ? Math.round((done / total) * width) : 0;
-      const columns = stream.columns ?? 100;
+      const columns = stream.columns || 100; // 0 on a terminal that reports no size
       const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label}`;
       stream.write(`\r${line.slice(0, columns - 1).padEnd(Math.min(columns - 1, line.length + 10))}`);
       shown = true;
