@@ -26,7 +26,8 @@ export interface DemoOptions {
 }
 
 export interface DemoResult {
-  dataset: string;
+  /** Names of the data the nets were trained and measured on. */
+  dataset: { train: string; test: string };
   widths: number[];
   a: { params: Params; trainLoss: number };
   b: { params: Params; trainLoss: number };
@@ -96,7 +97,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     );
   }
   return {
-    dataset: data.test.name,
+    dataset: { train: data.train.name, test: data.test.name },
     widths: [features, ...hidden, data.train.numClasses],
     a: { params: A.params, trainLoss: A.losses[A.losses.length - 1] },
     b: { params: B.params, trainLoss: B.losses[B.losses.length - 1] },

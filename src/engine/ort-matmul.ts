@@ -1,77 +1,14 @@
 /**
- * A·Bᵀ through ONNX Runtime: one single-node Gemm graph (transB = 1) with symbolic dimensions, so a single
- * session serves every shape. ORT's MLAS kernels run at BLAS speed here; see DESIGN.md for the figures.
+ * The ONNX Runtime matmul engine for Node: ort-matmul-core.ts bound to onnxruntime-node.
  */
 import * as ort from 'onnxruntime-node';
-import protobuf from 'protobufjs';
 import type { MatmulEngine } from './matmul.js';
-import { checkSizes } from './matmul.js';
+import { createOrtMatmulWith, type OrtMatmulOptions } from './ort-matmul-core.js';
 
-const FLOAT = 1;
-const ATTRIBUTE_INT = 2;
+export { gemmAbtModel, createOrtMatmulWith, type OrtMatmulOptions } from './ort-matmul-core.js';
 
-/** Encodes the ModelProto of Y = Gemm(A, B, transB=1) with inputs A[M,K], B[N,K] and output Y[M,N]. */
-export function gemmAbtModel(): Uint8Array {
-  const W = protobuf.Writer;
-  const valueInfo = (name: string, dims: string[]) => {
-    const shape = W.create();
-    for (const d of dims) shape.uint32((1 << 3) | 2).fork().uint32((2 << 3) | 2).string(d).ldelim();
-    const tensorType = W.create().uint32((1 << 3) | 0).int32(FLOAT).uint32((2 << 3) | 2).bytes(shape.finish());
-    const type = W.create().uint32((1 << 3) | 2).bytes(tensorType.finish());
-    return W.create().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(type.finish()).finish();
-  };
-  const attr = W.create().uint32((1 << 3) | 2).string('transB').uint32((3 << 3) | 0).int64(1).uint32((20 << 3) | 0).int32(ATTRIBUTE_INT).finish();
-  const node = W.create()
-    .uint32((1 << 3) | 2).string('A')
-    .uint32((1 << 3) | 2).string('B')
-    .uint32((2 << 3) | 2).string('Y')
-    .uint32((4 << 3) | 2).string('Gemm')
-    .uint32((5 << 3) | 2).bytes(attr)
-    .finish();
-  const graph = W.create()
-    .uint32((1 << 3) | 2).bytes(node)
-    .uint32((2 << 3) | 2).string('abt')
-    .uint32((11 << 3) | 2).bytes(valueInfo('A', ['M', 'K']))
-    .uint32((11 << 3) | 2).bytes(valueInfo('B', ['N', 'K']))
-    .uint32((12 << 3) | 2).bytes(valueInfo('Y', ['M', 'N']))
-    .finish();
-  const opset = W.create().uint32((1 << 3) | 2).string('').uint32((2 << 3) | 0).int64(13).finish();
-  return W.create()
-    .uint32((1 << 3) | 0).int64(8)
-    .uint32((2 << 3) | 2).string('rebasin')
-    .uint32((7 << 3) | 2).bytes(graph)
-    .uint32((8 << 3) | 2).bytes(opset)
-    .finish();
-}
-
-export interface OrtMatmulOptions {
-  /** Intra-op threads; default 2 (this project's machines have 2 cores). */
-  threads?: number;
-}
-
-export async function createOrtMatmul(options: OrtMatmulOptions = {}): Promise<MatmulEngine> {
-  const session = await ort.InferenceSession.create(gemmAbtModel(), {
-    intraOpNumThreads: options.threads ?? 2,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-  });
-  return {
-    name: 'onnxruntime',
-    async abt(a, m, b, n, k) {
-      checkSizes(a, m, b, n, k);
-      if (m === 0 || n === 0) return new Float32Array(m * n);
-      const feeds = {
-        A: new ort.Tensor('float32', a.length === m * k ? a : a.subarray(0, m * k), [m, k]),
-        B: new ort.Tensor('float32', b.length === n * k ? b : b.subarray(0, n * k), [n, k]),
-      };
-      const out = await session.run(feeds);
-      return out.Y.data as Float32Array;
-    },
-    async dispose() {
-      await session.release();
-    },
-  };
+export function createOrtMatmul(options: OrtMatmulOptions = {}): Promise<MatmulEngine> {
+  return createOrtMatmulWith(ort, options);
 }
 
 let shared: Promise<MatmulEngine> | null = null;
