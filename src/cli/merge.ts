@@ -1,17 +1,31 @@
 /**
- * `rebasin merge A B [C ...] -o OUT`: align every model to A, then write the interpolation (two models, at
- * --alpha) or the uniform average (more models), in A's format.
+ * `rebasin merge A B [C ...] -o OUT`: align the models into one basin, then write the interpolation (two
+ * models, at --alpha) or the uniform average (more models), in A's format. Two models are aligned pairwise
+ * (B to A); three or more by MergeMany (each matched to the mean of the others until nothing changes) for
+ * weight/cosine matching, or each to the first for activation matching.
+ *
+ * --repair renormalises the merged net (REPAIR): each repaired layer's output units get the mean and std
+ * interpolated from the aligned endpoints', measured on the first --probe examples of --data. With --data,
+ * the per-model and merged loss/accuracy are reported.
  */
 import { Command } from 'commander';
 import { applyPermutation } from '../permute.js';
 import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
-import { readModels, writeModelLike } from './model-file.js';
-import { resolveSpec } from './resolve.js';
+import { readModels, writeModelLike, type ModelFile } from './model-file.js';
+import { resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
 import { alignmentPerms } from './matching.js';
-import { makeContext, parseFloatOption, parseIntOption, type GlobalOptions } from './common.js';
+import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
 import { assertNotInput } from '../io/atomic.js';
+import { sliceDataset } from '../data/dataset.js';
+import { mergeMany, averageParams } from '../merge/merge-many.js';
+import { repairMerged, type RepairLayer, type RepairMode, type StatsFn, type LayerCorrection } from '../merge/repair.js';
+import { onnxRepairPlan, onnxStats } from '../merge/onnx-repair.js';
+import { mlpRepairPlan, mlpStats } from '../merge/mlp-repair.js';
+import { inferMlp } from '../spec/auto.js';
+import type { ProbeBatch } from '../measure/runner.js';
+import type { MatmulEngine } from '../engine/matmul.js';
 
 interface MergeFlags {
   output: string;
@@ -23,11 +37,96 @@ interface MergeFlags {
   maxIter: number;
   data?: string;
   probe: number;
+  limit?: number;
+  repair?: boolean;
+  repairMode: string;
+  json?: boolean;
+}
+
+export interface RepairSetup {
+  layers: RepairLayer[];
+  skipped: { node: string; reason: string }[];
+  stats: StatsFn;
+  dispose: () => Promise<void>;
+}
+
+/**
+ * The layers REPAIR corrects in `model` and a way to measure them on `probe`: the ONNX graph's Conv/Gemm
+ * outputs, or a safetensors MLP's hidden pre-activations. Safetensors models with BatchNorm (or any other
+ * non-MLP) carry no graph to run, so their statistics cannot be measured: that is refused, naming the way out.
+ */
+export async function repairSetup(model: ModelFile, probe: ProbeBatch, engine: MatmulEngine): Promise<RepairSetup> {
+  if (model.onnx) {
+    const plan = onnxRepairPlan(model.onnx);
+    if (plan.layers.length === 0) {
+      throw new InputError(`${model.path}: no layer can be repaired (${plan.skipped.slice(0, 3).map((s) => `${s.node}: ${s.reason}`).join('; ') || 'no Conv or Gemm layers'})`);
+    }
+    const { stats, dispose } = await onnxStats(model.onnx, plan.layers, probe);
+    return { ...plan, stats, dispose };
+  }
+  const bn = Object.keys(model.params).find((k) => /running_(mean|var)$/.test(k));
+  if (bn !== undefined) {
+    throw new InputError(
+      `${model.path}: --repair needs to run the network to reset its BatchNorm statistics ('${bn}'), and a safetensors file has no graph; repair the ONNX export instead`,
+    );
+  }
+  let mlp;
+  try {
+    mlp = inferMlp(model.params);
+  } catch (e) {
+    throw new InputError(`${model.path}: --repair needs to run the network, and this safetensors file is not a plain MLP (${(e as Error).message}); repair the ONNX export instead`);
+  }
+  if (mlp.layout !== 'torch') throw new InputError(`${model.path}: --repair supports torch-layout MLPs only; give the ONNX export`);
+  const arch = { layers: mlp.layers.map((l) => ({ weight: l.weight, bias: l.bias })) };
+  const plan = mlpRepairPlan(arch);
+  if (plan.layers.length === 0) throw new InputError(`${model.path}: no hidden layer with a bias to repair`);
+  return { ...plan, stats: mlpStats(arch, plan.layers, probe, engine), dispose: async () => undefined };
+}
+
+export const REPAIR_MODES = ['sequential', 'oneshot'] as const;
+
+export function parseRepairMode(v: string): RepairMode {
+  if (!(REPAIR_MODES as readonly string[]).includes(v)) throw new InputError(`--repair-mode must be one of ${REPAIR_MODES.join(', ')}, got '${v}'`);
+  return v as RepairMode;
+}
+
+export function describeCorrections(corrections: readonly LayerCorrection[]): string[] {
+  return corrections.map(
+    (c) => `  ${c.name}: scale ${c.minScale.toFixed(3)}..${c.maxScale.toFixed(3)} (geometric mean ${c.meanScale.toFixed(3)})${c.deadUnits > 0 ? `, ${c.deadUnits} constant units only shifted` : ''}`,
+  );
+}
+
+async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, flags: MergeFlags): Promise<{ aligned: Params[]; how: string }> {
+  if (!flags.align) return { aligned: models.map((m) => m.params), how: 'not aligned' };
+  if (models.length > 2 && flags.method !== 'activation') {
+    ctx.info(`aligning ${models.length} models into one basin (MergeMany, ${flags.method} matching)`);
+    const r = await mergeMany({
+      spec: spec.spec,
+      models: models.map((m) => m.params),
+      seed: flags.seed,
+      matchIter: flags.maxIter,
+      score: flags.method === 'cosine' ? 'cosine' : 'dot',
+      engine: await ctx.engine(),
+      onProgress: (e) => ctx.progress.update(`MergeMany round ${e.round + 1}`, e.step + 1, e.models),
+    });
+    ctx.progress.done();
+    return {
+      aligned: models.map((m, i) => applyPermutation(spec.spec, r.perms[i], m.params)),
+      how: `aligned by MergeMany (${flags.method} matching, ${r.iterations} round${r.iterations === 1 ? '' : 's'}${r.converged ? '' : ', not converged'})`,
+    };
+  }
+  const aligned: Params[] = [models[0].params];
+  for (const m of models.slice(1)) {
+    ctx.info(`aligning ${m.path} to ${models[0].path}`);
+    const { perms } = await alignmentPerms(ctx, models[0], m, spec, flags);
+    aligned.push(applyPermutation(spec.spec, perms, m.params));
+  }
+  return { aligned, how: `aligned by ${flags.method} matching${models.length > 2 ? ' to the first model' : ''}` };
 }
 
 export function mergeCommand(globals: () => GlobalOptions): Command {
   return new Command('merge')
-    .description('align models to the first and merge them: (1-alpha)·A + alpha·P(B) for two, the average for more')
+    .description('align models into one basin and merge them: (1-alpha)·A + alpha·P(B) for two, the average for more')
     .argument('<models...>', 'two or more models of one architecture (.onnx or .safetensors)')
     .requiredOption('-o, --output <file>', 'where to write the merged model (format of the first model)')
     .option('--alpha <a>', 'interpolation weight of B for two models', parseFloatOption('--alpha', 0, 1), 0.5)
@@ -36,42 +135,108 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
     .option('--spec <s>', 'auto | mlp | resnet | vgg | a spec JSON file', 'auto')
     .option('--seed <n>', 'seed of the permutation visiting order', parseIntOption('--seed', 0), 0)
     .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100)
-    .option('--data <d>', 'probe data for --method activation')
-    .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
+    .option('--data <d>', 'data: probe for --method activation and --repair; with it, every model and the merge are evaluated')
+    .option('--probe <n>', 'probe examples for activation matching and repair statistics', parseIntOption('--probe', 1), 1000)
+    .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--repair', 'renormalise the merged net (REPAIR): match each unit\'s mean/std to the interpolation of the endpoints\' (needs --data)')
+    .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
+    .option('--json', 'print the result (and evaluations) as JSON')
     .action(async (paths: string[], flags: MergeFlags) => {
       if (paths.length < 2) throw new InputError('merge needs at least two models');
-      const ctx = makeContext(globals());
+      const repairMode = parseRepairMode(flags.repairMode);
+      if (flags.repair && flags.data === undefined) throw new InputError('--repair needs --data: the statistics are measured on its first --probe examples');
+      const g = globals();
+      const ctx = makeContext(g);
       const models = readModels(paths);
       const inputs = models.flatMap((m) => m.files);
       assertNotInput(flags.output, inputs);
       const spec = resolveSpec(flags.spec, models);
-      const aligned: Params[] = [models[0].params];
-      for (const m of models.slice(1)) {
-        if (!flags.align) {
-          aligned.push(m.params);
-          continue;
-        }
-        ctx.info(`aligning ${m.path} to ${models[0].path}`);
-        const { perms } = await alignmentPerms(ctx, models[0], m, spec, flags);
-        aligned.push(applyPermutation(spec.spec, perms, m.params));
-      }
-      const merged = aligned.length === 2 ? interpolate(aligned[0], aligned[1], flags.alpha) : average(aligned);
-      const written = writeModelLike(models[0], merged, flags.output, inputs);
-      ctx.out(
-        `merged ${paths.length} models (${flags.align ? `aligned by ${flags.method} matching` : 'not aligned'}${paths.length === 2 ? `, alpha ${flags.alpha}` : ', uniform average'}) -> ${written.join(', ')}`,
-      );
-    });
-}
+      const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed }) : null;
 
-function average(sets: readonly Params[]): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(sets[0])) {
-    const acc = new Float64Array(t.data.length);
-    for (const s of sets) {
-      const d = s[name].data;
-      for (let i = 0; i < acc.length; i++) acc[i] += d[i];
-    }
-    out[name] = { shape: t.shape, data: Float32Array.from(acc, (v) => v / sets.length) };
-  }
-  return out;
+      const engine = await ctx.engine();
+      // Set up the repair statistics before aligning, so a model that cannot be repaired fails at once.
+      const probeSet = data ? sliceDataset(data, 0, Math.min(flags.probe, data.count)) : null;
+      const setup = flags.repair && probeSet ? await repairSetup(models[0], { inputs: probeSet.inputs, count: probeSet.count }, engine) : null;
+      let aligned: Params[];
+      let how: string;
+      let plain: Record<string, Tensor>;
+      let merged: Record<string, Tensor>;
+      let corrections: LayerCorrection[] = [];
+      try {
+        ({ aligned, how } = await alignAll(ctx, models, spec, flags));
+        const weights = aligned.length === 2 ? [1 - flags.alpha, flags.alpha] : aligned.map(() => 1 / aligned.length);
+        plain = aligned.length === 2 ? interpolate(aligned[0], aligned[1], flags.alpha) : averageParams(aligned);
+        merged = plain;
+        if (setup) {
+          const r = await repairMerged({
+            merged: plain,
+            endpoints: aligned,
+            weights,
+            stats: setup.stats,
+            layers: setup.layers,
+            mode: repairMode,
+            onLayer: (i, n) => ctx.progress.update('repairing', i, n),
+          });
+          ctx.progress.done();
+          merged = r.params;
+          corrections = r.corrections;
+        }
+      } finally {
+        await setup?.dispose();
+      }
+      const skipped = setup?.skipped ?? [];
+      const written = writeModelLike(models[0], merged, flags.output, inputs);
+
+      // Evaluation: every input model, the plain merge and (with --repair) the repaired one.
+      let evaluation: { label: string; loss: number; accuracy: number }[] | null = null;
+      if (data) {
+        const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
+        try {
+          const runner = await resolveRunner(models[0], spec, engine);
+          try {
+            evaluation = [];
+            for (const m of models) evaluation.push({ label: m.path, ...(await runner.evaluate(m.params, evalData)) });
+            evaluation.push({ label: flags.repair ? 'merged (before repair)' : 'merged', ...(await runner.evaluate(plain, evalData)) });
+            if (flags.repair) evaluation.push({ label: 'merged + repair', ...(await runner.evaluate(merged, evalData)) });
+          } finally {
+            await runner.dispose?.();
+          }
+        } catch (e) {
+          if (!(e instanceof InputError)) throw e;
+          ctx.info(`not evaluated: ${e.message}`);
+        }
+      }
+
+      const summary = `merged ${paths.length} models (${how}${paths.length === 2 ? `, alpha ${flags.alpha}` : ', uniform average'}${flags.repair ? `, repaired (${repairMode}, ${corrections.length} layers)` : ''}) -> ${written.join(', ')}`;
+      if (flags.json || g.json) {
+        ctx.out(
+          JSON.stringify(
+            {
+              output: written,
+              models: paths,
+              aligned: flags.align,
+              how,
+              alpha: paths.length === 2 ? flags.alpha : null,
+              repair: flags.repair ? { mode: repairMode, corrections, skipped } : null,
+              data: data ? { name: data.name, count: data.count, preprocessing: data.preprocessing } : null,
+              evaluation,
+            },
+            null,
+            2,
+          ),
+        );
+        return;
+      }
+      ctx.out(summary);
+      if (flags.repair) {
+        ctx.out('repair corrections:');
+        for (const line of describeCorrections(corrections)) ctx.out(line);
+        for (const s of skipped) ctx.out(`  skipped ${s.node}: ${s.reason}`);
+      }
+      if (evaluation && data) {
+        ctx.out(`evaluation on ${data.name}, ${data.count} examples:`);
+        const width = Math.max(...evaluation.map((e) => e.label.length));
+        for (const e of evaluation) ctx.out(`  ${e.label.padEnd(width)}  loss ${e.loss.toFixed(4)}  accuracy ${(100 * e.accuracy).toFixed(2)}%`);
+      }
+    });
 }

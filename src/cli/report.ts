@@ -16,6 +16,10 @@ import { resolveData, resolveRunner, resolveSpec } from './resolve.js';
 import { METHODS } from './matching.js';
 import { InputError } from '../errors.js';
 import { makeContext, parseIntOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
+import { applyPermutation } from '../permute.js';
+import { reductionPercent } from '../measure/barrier.js';
+import { repairedSweep } from '../merge/repair-sweep.js';
+import { repairSetup, parseRepairMode } from './merge.js';
 
 interface MeasureFlags {
   data?: string;
@@ -29,6 +33,8 @@ interface MeasureFlags {
   html?: string;
   check?: boolean;
   align?: boolean;
+  repair?: boolean;
+  repairMode?: string;
 }
 
 function measureOptions(cmd: Command): Command {
@@ -55,11 +61,33 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
   const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
   const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));
   const probe = { inputs: probeSet.inputs, count: probeSet.count };
+  const repairMode = flags.repair ? parseRepairMode(flags.repairMode ?? 'sequential') : null;
+  // REPAIR along the path that is measured last (the aligned one with --align): each interior α renormalised.
+  const repaired = async (b: typeof models[0]['params']): Promise<CurvePoint[] | null> => {
+    if (repairMode === null) return null;
+    const setup = await repairSetup(models[0], probe, engine);
+    try {
+      const curve = await repairedSweep({
+        a: models[0].params,
+        b,
+        points: flags.points,
+        evaluate: (p) => runner.evaluate(p, evalData),
+        stats: setup.stats,
+        layers: setup.layers,
+        mode: repairMode,
+        onPoint: (i, n) => ctx.progress.update('interpolating with repair', i, n),
+      });
+      ctx.progress.done();
+      return curve;
+    } finally {
+      await setup.dispose();
+    }
+  };
   try {
     if (!align) {
       const curve = await sweep(models[0].params, models[1].params, flags.points, (p) => runner.evaluate(p, evalData), (i, n) => ctx.progress.update('interpolating', i, n));
       ctx.progress.done();
-      return { ctx, data, spec, curve, report: null };
+      return { ctx, data, spec, curve, report: null, repairedCurve: await repaired(models[1].params), repairMode };
     }
     const report = await alignmentReport({
       a: models[0].params,
@@ -77,7 +105,8 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
       onStage: (stage, done, total) => ctx.progress.update(stage, done, total),
     });
     ctx.progress.done();
-    return { ctx, data, spec, curve: null, report };
+    const repairedCurve = await repaired(applyPermutation(spec.spec, report.perms, models[1].params));
+    return { ctx, data, spec, curve: null, report, repairedCurve, repairMode };
   } finally {
     await runner.dispose?.();
   }
@@ -94,11 +123,25 @@ function curveTable(title: string, curve: readonly CurvePoint[]): string {
 export function barrierCommand(globals: () => GlobalOptions): Command {
   return measureOptions(new Command('barrier').description('measure the loss and accuracy along the straight line between two models, before (and with --align, after) alignment'))
     .option('--align', 'also align B to A and measure again')
+    .option('--repair', 'also measure the path with REPAIR (each interpolated net renormalised on the first --probe examples): the aligned path with --align, else the naive one')
+    .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
     .option('--json', 'print the curves and barriers as JSON')
     .action(async (a: string, b: string, flags: MeasureFlags) => {
       const g = globals();
-      const { ctx, data, curve, report } = await measure([a, b], flags, g, flags.align === true);
+      const { ctx, data, curve, report, repairedCurve, repairMode } = await measure([a, b], flags, g, flags.align === true);
       const naive = report ? report.naive.curve : (curve as CurvePoint[]);
+      const base = report ? report.aligned.curve : naive;
+      const baseName = report ? 'aligned' : 'naive';
+      const repairedJson = repairedCurve
+        ? {
+            of: baseName,
+            mode: repairMode,
+            curve: repairedCurve,
+            barrier: barrierOf(repairedCurve),
+            reductionPercent: reductionPercent(barrierOf(base).loss, barrierOf(repairedCurve).loss),
+            midpoint: midpoints(base, repairedCurve),
+          }
+        : null;
       if (flags.json || g.json) {
         ctx.out(
           JSON.stringify(
@@ -106,6 +149,7 @@ export function barrierCommand(globals: () => GlobalOptions): Command {
               data: { name: data.name, count: data.count, preprocessing: data.preprocessing },
               naive: { curve: naive, barrier: barrierOf(naive) },
               aligned: report ? { curve: report.aligned.curve, barrier: report.aligned.barrier, reductionPercent: report.reductionPercent } : null,
+              repaired: repairedJson,
             },
             null,
             2,
@@ -119,7 +163,31 @@ export function barrierCommand(globals: () => GlobalOptions): Command {
         ctx.out(curveTable(`after alignment (${flags.method} matching):`, report.aligned.curve));
         ctx.out(`reduction of the loss barrier: ${report.reductionPercent === null ? 'n/a' : `${report.reductionPercent.toFixed(1)}%`}`);
       }
+      if (repairedCurve && repairedJson) {
+        ctx.out(sideBySide(`${baseName} path without and with REPAIR (${repairMode}):`, base, repairedCurve));
+        const pct = repairedJson.reductionPercent;
+        ctx.out(`reduction of the ${baseName} loss barrier by repair: ${pct === null ? 'n/a' : `${pct.toFixed(1)}%`}`);
+      }
     });
+}
+
+/** The curve points nearest α = 0.5 of both curves (the merge the user would write). */
+function midpoints(base: readonly CurvePoint[], repaired: readonly CurvePoint[]) {
+  const i = base.reduce((best, p, k) => (Math.abs(p.alpha - 0.5) < Math.abs(base[best].alpha - 0.5) ? k : best), 0);
+  return { alpha: base[i].alpha, without: { loss: base[i].loss, accuracy: base[i].accuracy }, with: { loss: repaired[i].loss, accuracy: repaired[i].accuracy } };
+}
+
+function sideBySide(title: string, base: readonly CurvePoint[], repaired: readonly CurvePoint[]): string {
+  const lines = [title, '  alpha    loss     +repair     accuracy  +repair'];
+  base.forEach((p, i) => {
+    const r = repaired[i];
+    lines.push(
+      `  ${p.alpha.toFixed(3)}  ${p.loss.toFixed(5).padStart(9)}  ${r.loss.toFixed(5).padStart(9)}   ${(100 * p.accuracy).toFixed(2).padStart(7)}%  ${(100 * r.accuracy).toFixed(2).padStart(7)}%`,
+    );
+  });
+  const [b0, b1] = [barrierOf(base), barrierOf(repaired)];
+  lines.push(`  loss barrier ${formatNumber(b0.loss)} -> ${formatNumber(b1.loss)} with repair; accuracy barrier ${(100 * b0.accuracy).toFixed(2)} -> ${(100 * b1.accuracy).toFixed(2)} pts`);
+  return lines.join('\n');
 }
 
 export function reportCommand(globals: () => GlobalOptions): Command {
