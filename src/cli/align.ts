@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { applyPermutation, churn } from '../permute.js';
-import { alignmentPerms } from './matching.js';
+import { alignmentPerms, withMatchingOptions } from './matching.js';
 import { readModels, writeModelLike } from './model-file.js';
 import { resolveSpec } from './resolve.js';
 import { makeContext, parseIntOption, type GlobalOptions } from './common.js';
@@ -21,15 +21,11 @@ interface AlignFlags {
 }
 
 export function alignCommand(globals: () => GlobalOptions): Command {
-  return new Command('align')
+  return withMatchingOptions(new Command('align')
     .description("permute model B's hidden units to line up with model A's and write the aligned B (same function as B)")
     .argument('<A>', 'reference model (.onnx or .safetensors)')
     .argument('<B>', 'model to align (same architecture)')
-    .requiredOption('-o, --output <file>', 'where to write the aligned B (format of B)')
-    .option('--method <m>', 'weight | cosine | activation', 'weight')
-    .option('--spec <s>', 'auto (ONNX graph or state-dict names) | mlp | resnet | vgg | a spec JSON file', 'auto')
-    .option('--seed <n>', 'seed of the permutation visiting order', parseIntOption('--seed', 0), 0)
-    .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100)
+    .requiredOption('-o, --output <file>', 'where to write the aligned B (format of B)'))
     .option('--data <d>', 'probe data for --method activation (fashion-mnist, synthetic, IDX folder, .npz, x.npy,y.npy)')
     .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
     .option('--perms <file>', 'also write the permutations as JSON')

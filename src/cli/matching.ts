@@ -1,4 +1,6 @@
 /** The matching step shared by align, merge and report: weight/cosine matching or activation matching. */
+import { Option, type Command } from 'commander';
+import { parseIntOption } from './common.js';
 import { weightMatching } from '../match/weight-matching.js';
 import { activationMatching, type LayerActivations } from '../match/activation-matching.js';
 import { sliceDataset } from '../data/dataset.js';
@@ -25,10 +27,16 @@ export interface MatchOutcome {
 
 export const METHODS = ['weight', 'cosine', 'activation'] as const;
 
+/** The options every command that aligns shares: --method, --spec, --seed, --max-iter. */
+export function withMatchingOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--method <m>', 'how to align B to A').choices(METHODS).default('weight'))
+    .option('--spec <s>', 'auto (from the ONNX graph or state-dict names) | mlp | resnet | vgg | a spec JSON file', 'auto')
+    .option('--seed <n>', 'seed of the matching order (and of the random permutation in the invariance check)', parseIntOption('--seed', 0), 0)
+    .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100);
+}
+
 export async function alignmentPerms(ctx: Context, a: ModelFile | { path: string; params: Params; onnx?: undefined; files: readonly string[]; format: 'onnx' | 'safetensors' }, b: ModelFile, spec: ResolvedSpec, flags: MatchFlags): Promise<MatchOutcome> {
-  if (!(METHODS as readonly string[]).includes(flags.method)) {
-    throw new InputError(`--method must be one of ${METHODS.join(', ')}, got '${flags.method}'`);
-  }
   const engine = await ctx.engine();
   if (flags.method === 'activation') {
     const data = resolveData(flags.data ?? undefined, { seed: flags.seed });

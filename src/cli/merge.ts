@@ -14,7 +14,7 @@ import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
 import { readModels, writeModelLike, type ModelFile } from './model-file.js';
 import { resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
-import { alignmentPerms } from './matching.js';
+import { alignmentPerms, withMatchingOptions } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
 import { assertNotInput } from '../io/atomic.js';
@@ -125,16 +125,12 @@ async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, f
 }
 
 export function mergeCommand(globals: () => GlobalOptions): Command {
-  return new Command('merge')
+  return withMatchingOptions(new Command('merge')
     .description('align models into one basin and merge them: (1-alpha)·A + alpha·P(B) for two, the average for more')
     .argument('<models...>', 'two or more models of one architecture (.onnx or .safetensors)')
     .requiredOption('-o, --output <file>', 'where to write the merged model (format of the first model)')
     .option('--alpha <a>', 'interpolation weight of B for two models', parseFloatOption('--alpha', 0, 1), 0.5)
-    .option('--no-align', 'merge without aligning (the naive average)')
-    .option('--method <m>', 'weight | cosine | activation', 'weight')
-    .option('--spec <s>', 'auto | mlp | resnet | vgg | a spec JSON file', 'auto')
-    .option('--seed <n>', 'seed of the permutation visiting order', parseIntOption('--seed', 0), 0)
-    .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100)
+    .option('--no-align', 'merge without aligning (the naive average)'))
     .option('--data <d>', 'data: probe for --method activation and --repair; with it, every model and the merge are evaluated')
     .option('--probe <n>', 'probe examples for activation matching and repair statistics', parseIntOption('--probe', 1), 1000)
     .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))

@@ -13,8 +13,7 @@ import { writeFileAtomic, assertNotInput } from '../io/atomic.js';
 import { formatNumber } from '../measure/checks.js';
 import { readModels } from './model-file.js';
 import { resolveData, resolveRunner, resolveSpec } from './resolve.js';
-import { METHODS } from './matching.js';
-import { InputError } from '../errors.js';
+import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
 import { reductionPercent } from '../measure/barrier.js';
@@ -22,6 +21,7 @@ import { repairedSweep } from '../merge/repair-sweep.js';
 import { repairSetup, parseRepairMode } from './merge.js';
 
 interface MeasureFlags {
+  maxIter: number;
   data?: string;
   method: string;
   spec: string;
@@ -38,20 +38,16 @@ interface MeasureFlags {
 }
 
 function measureOptions(cmd: Command): Command {
-  return cmd
+  return withMatchingOptions(cmd)
     .argument('<A>', 'model A (.onnx, or an MLP as .safetensors)')
     .argument('<B>', 'model B (same architecture)')
     .requiredOption('--data <d>', 'evaluation data: fashion-mnist[:train|:test], synthetic[:N], an IDX folder, a .npz file, or x.npy,y.npy')
-    .option('--method <m>', 'weight | cosine | activation', 'weight')
-    .option('--spec <s>', 'auto | mlp | resnet | vgg | a spec JSON file', 'auto')
-    .option('--seed <n>', 'seed for matching order and the random permutation of the invariance check', parseIntOption('--seed', 0), 0)
     .option('--points <k>', 'interior steps K of the interpolation (K+1 points)', parseIntOption('--points', 1, 10000), 24)
     .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
     .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
 }
 
 async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean) {
-  if (!(METHODS as readonly string[]).includes(flags.method)) throw new InputError(`--method must be one of ${METHODS.join(', ')}, got '${flags.method}'`);
   const ctx = makeContext(g);
   const models = readModels(paths);
   const spec = resolveSpec(flags.spec, models);
@@ -99,6 +95,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
       method: flags.method as AlignMethod,
       points: flags.points,
       seed: flags.seed,
+      maxIter: flags.maxIter,
       engine,
       title: `${paths[1]} aligned to ${paths[0]} (${flags.method} matching)`,
       selfRun: paths[0] === paths[1],

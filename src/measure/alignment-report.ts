@@ -39,6 +39,8 @@ export interface AlignmentReportOptions {
   /** Interior steps K of the sweep (K + 1 points); default 24 (25 points). */
   points?: number;
   seed?: number;
+  /** Maximum passes of weight matching; default 100. */
+  maxIter?: number;
   engine?: MatmulEngine;
   /** Label of the run, e.g. "RUN 1 - weight matching". */
   title?: string;
@@ -143,7 +145,7 @@ async function align(
     return { perms: r.perms, matching: {} };
   }
   const score: WeightScore = o.method === 'cosine' ? 'cosine' : 'dot';
-  const r = await weightMatching({ spec: o.spec, paramsA: o.a, paramsB: o.b, seed, score, engine: o.engine });
+  const r = await weightMatching({ spec: o.spec, paramsA: o.a, paramsB: o.b, seed, score, engine: o.engine, maxIter: o.maxIter });
   return {
     perms: r.perms,
     matching: { iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter },
