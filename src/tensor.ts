@@ -97,6 +97,47 @@ export function writeAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: n
   }
 }
 
+/**
+ * writeAxisFirst of `t` after gathering its other axes: `index[d]` (or null for none) is applied to axis d
+ * as by take(), and `index[axis]` is ignored. Matrices and vectors are gathered and laid out in one pass,
+ * without the intermediate copies take() would make; higher ranks take that route.
+ */
+export function writeGatheredAxisFirst(
+  t: Tensor,
+  axis: number,
+  index: readonly (Int32Array | null)[],
+  dst: Float32Array,
+  ld: number,
+  col: number,
+): void {
+  const src = t.data;
+  if (t.shape.length === 2) {
+    const [rows, cols] = t.shape;
+    if (axis === 0) {
+      const q = index[1];
+      for (let i = 0; i < rows; i++) {
+        const from = i * cols;
+        const to = i * ld + col;
+        if (q) for (let j = 0; j < cols; j++) dst[to + j] = src[from + q[j]];
+        else copyRun(src, from, dst, to, cols);
+      }
+    } else {
+      const q = index[0];
+      for (let o = 0; o < rows; o++) {
+        const from = (q ? q[o] : o) * cols;
+        const to = col + o;
+        for (let i = 0; i < cols; i++) dst[i * ld + to] = src[from + i];
+      }
+    }
+    return;
+  }
+  let gathered = t;
+  index.forEach((q, d) => {
+    if (q && d !== axis) gathered = take(gathered, q, d);
+  });
+  writeAxisFirst(gathered, axis, dst, ld, col);
+}
+
 /** dst[to .. to+len) = src[from .. from+len): a loop for short runs, where a subarray would cost more. */
 function copyRun(src: Float32Array, from: number, dst: Float32Array, to: number, len: number): void {
   if (len < 48) {

@@ -12,7 +12,7 @@ import {
   identityPermutation,
   isIdentity,
 } from '../src/permute.js';
-import { take, type Params } from '../src/tensor.js';
+import { take, axisFirstMatrix, writeGatheredAxisFirst, type Params, type Tensor } from '../src/tensor.js';
 import { randomMlp, mlpForward, randomInputs } from './helpers/mlp.js';
 import { InputError } from '../src/errors.js';
 
@@ -107,4 +107,28 @@ test('validateSpec: missing tensor, rank mismatch and A/B shape mismatch are nam
     () => validateSpec(specFromAxes({ 'layer1.bias': [null] }), { label: 'A', params }, { label: 'B', params: other }),
     /tensor 'layer0\.weight' has shape \[6, 4\] in A but \[7, 4\] in B/,
   );
+});
+
+test('writeGatheredAxisFirst equals take on the other axes, then the axis-first view, for ranks 1 to 4', () => {
+  const shapes = [[5], [4, 6], [3, 4, 5], [4, 3, 2, 3]];
+  shapes.forEach((shape, s) => {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const t: Tensor = { shape, data: Float32Array.from({ length: n }, (_, i) => i + 0.5) };
+    for (let axis = 0; axis < shape.length; axis++) {
+      const index = shape.map((d, k) => (k === axis || (k + s) % 3 === 2 ? null : randomPermutation(d, 10 * s + k)));
+      let expected: Tensor = t;
+      index.forEach((q, k) => {
+        if (q) expected = take(expected, q, k);
+      });
+      const view = axisFirstMatrix(expected, axis);
+      // Lay it at column 2 of a wider matrix, to check the stride and offset too.
+      const ld = view.cols + 3;
+      const dst = new Float32Array(view.rows * ld).fill(-1);
+      writeGatheredAxisFirst(t, axis, index, dst, ld, 2);
+      for (let i = 0; i < view.rows; i++) {
+        assert.deepEqual(dst.subarray(i * ld + 2, i * ld + 2 + view.cols), view.data.subarray(i * view.cols, (i + 1) * view.cols));
+        assert.deepEqual([...dst.subarray(i * ld, i * ld + 2)], [-1, -1]);
+      }
+    }
+  });
 });

@@ -162,3 +162,15 @@ test('warm-started assignments and the plain algorithm take the same path to the
   assert.equal(warm.iterations, cold.iterations);
   assert.equal(warm.objectiveAfter, cold.objectiveAfter);
 });
+
+test('the per-pass objective tracked from step gains agrees with the objective recomputed from scratch', async () => {
+  const a = randomMlp([20, 48, 48, 48, 5], 'torch', 91);
+  const b = randomMlp([20, 48, 48, 48, 5], 'torch', 92);
+  const spec = mlpSpec(3);
+  const r = await weightMatching({ spec, paramsA: a, paramsB: b, seed: 9 });
+  const last = r.history[r.history.length - 1].objective;
+  assert.ok(Math.abs(last - r.objectiveAfter) <= 1e-5 * Math.abs(r.objectiveAfter), `${last} vs ${r.objectiveAfter}`);
+  // Replaying the first pass alone gives the first recorded objective.
+  const one = await weightMatching({ spec, paramsA: a, paramsB: b, seed: 9, maxIter: 1 });
+  assert.ok(Math.abs(r.history[0].objective - one.objectiveAfter) <= 1e-5 * Math.abs(one.objectiveAfter));
+});

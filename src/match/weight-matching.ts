@@ -9,7 +9,7 @@
  * order drawn from the seed and stop after a full pass without improvement (or maxIter passes).
  */
 import type { Params } from '../tensor.js';
-import { axisFirstMatrix, dot, writeAxisFirst } from '../tensor.js';
+import { axisFirstMatrix, dot, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
@@ -62,7 +62,11 @@ export interface MatchProgress {
 
 export interface PassRecord {
   pass: number;
-  /** Σ⟨A, P(B)⟩ after the pass. */
+  /**
+   * Σ⟨A, P(B)⟩ after the pass. With the 'dot' score it is tracked as the objective before plus the step
+   * gains (a step changes exactly the tensors its permutation touches, by exactly its gain), which saves
+   * permuting every tensor of B after each pass; the result's objectiveAfter is computed exactly.
+   */
   objective: number;
   /** Number of permutations that changed in this pass. */
   changed: number;
@@ -120,6 +124,7 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
   const unitNorms = score === 'cosine' ? computeUnitNorms(spec, names, sizes, paramsA, paramsB) : null;
 
   const objectiveBefore = matchingObjective(spec, perms, paramsA, paramsB);
+  let tracked = objectiveBefore;
   const rng = createRng(options.seed ?? 0);
   const history: PassRecord[] = [];
   const scratch = new Scratch();
@@ -154,9 +159,10 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
       }
       options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain });
     }
+    tracked += passGain;
     history.push({
       pass,
-      objective: matchingObjective(spec, perms, paramsA, paramsB),
+      objective: score === 'dot' ? tracked : matchingObjective(spec, perms, paramsA, paramsB),
       changed,
       gain: passGain,
       order: Array.from(order, (i) => names[i]),
@@ -172,7 +178,7 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
     iterations,
     converged,
     objectiveBefore,
-    objectiveAfter: history.length > 0 ? history[history.length - 1].objective : objectiveBefore,
+    objectiveAfter: matchingObjective(spec, perms, paramsA, paramsB),
     history,
   };
 }
@@ -200,7 +206,8 @@ export async function costMatrix(
   let col = 0;
   for (const { tensor, axis } of terms) {
     writeAxisFirst(paramsA[tensor], axis, a, k, col);
-    writeAxisFirst(permutedTensor(spec, perms, tensor, paramsB[tensor], axis), axis, b, k, col);
+    const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
+    writeGatheredAxisFirst(paramsB[tensor], axis, index, b, k, col);
     col += paramsA[tensor].data.length / n;
   }
   return Float64Array.from(await engine.abt(a, n, b, n, k));
