@@ -7,7 +7,7 @@ import { mlpSpec } from '../src/spec/mlp.js';
 import { weightMatching, matchingObjective } from '../src/match/weight-matching.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { randomMlp } from './helpers/mlp.js';
-import { writeProblem } from './helpers/problem.js';
+import { writeProblem } from '../bench/reference/problem.js';
 import { pythonSkipReason, runPython, withTempDir } from './python.js';
 
 const reference = fileURLToPath(new URL('../../bench/reference/weight_matching.py', import.meta.url));
