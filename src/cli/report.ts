@@ -14,13 +14,14 @@ import { formatNumber } from '../measure/checks.js';
 import { readModels } from './model-file.js';
 import { resolveData, resolveRunner, resolveSpec } from './resolve.js';
 import { withMatchingOptions } from './matching.js';
-import { makeContext, parseIntOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
+import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
 import { reductionPercent } from '../measure/barrier.js';
 import { repairedSweep } from '../merge/repair-sweep.js';
 import { repairSetup, parseRepairMode } from './merge.js';
 
 interface MeasureFlags {
+  scale?: number;
   maxIter: number;
   data?: string;
   method: string;
@@ -44,6 +45,7 @@ function measureOptions(cmd: Command): Command {
     .requiredOption('--data <d>', 'evaluation data: fashion-mnist[:train|:test], synthetic[:N], an IDX folder, a .npz file, or x.npy,y.npy')
     .option('--points <k>', 'interior steps K of the interpolation (K+1 points)', parseIntOption('--points', 1, 10000), 24)
     .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
 }
 
@@ -51,7 +53,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
   const ctx = makeContext(g);
   const models = readModels(paths);
   const spec = resolveSpec(flags.spec, models);
-  const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed });
+  const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
   const engine = await ctx.engine();
   const runner = await resolveRunner(models[0], spec, engine);
   const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };

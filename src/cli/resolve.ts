@@ -74,9 +74,9 @@ function hiddenPermNames(spec: PermutationSpec, weights: readonly string[]): str
   });
 }
 
-export function resolveData(spec: string | undefined, options: { limit?: number; seed?: number } = {}): Dataset {
+export function resolveData(spec: string | undefined, options: { limit?: number; seed?: number; scale?: number } = {}): Dataset {
   if (spec === undefined) throw new InputError('--data is required (fashion-mnist, synthetic, a folder of IDX files, a .npz file, or x.npy,y.npy)');
-  return loadDataset(spec, { limit: options.limit, seed: options.seed });
+  return loadDataset(spec, { limit: options.limit, seed: options.seed, scale: options.scale });
 }
 
 export type { Params };

@@ -18,6 +18,7 @@ interface TrainFlags {
   lr: number;
   batch: number;
   limit?: number;
+  scale?: number;
   output: string;
 }
 
@@ -32,11 +33,12 @@ export function trainCommand(globals: () => GlobalOptions): Command {
     .option('--lr <x>', 'Adam learning rate', parseFloatOption('--lr', 1e-8, 10), 1e-3)
     .option('--batch <n>', 'batch size', parseIntOption('--batch', 1, 1 << 20), 128)
     .option('--limit <n>', 'train on the first n examples only', parseIntOption('--limit', 1))
+    .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .action(async (flags: TrainFlags) => {
       const ctx = makeContext(globals());
       const ext = extname(flags.output).toLowerCase();
       if (ext !== '.onnx' && ext !== '.safetensors') throw new InputError(`${flags.output}: the output must end in .onnx or .safetensors`);
-      const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed });
+      const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
       const features = data.inputs.length / data.count;
       const result = await trainMlp(
         { inputs: data.inputs, labels: data.labels, count: data.count, features, numClasses: data.numClasses },
