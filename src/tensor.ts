@@ -165,6 +165,37 @@ export function dot(a: Float32Array, b: Float32Array): number {
   return s;
 }
 
+/**
+ * ⟨a, b gathered⟩: Σ a·take(b) where `index[d]` (or null) gathers axis d of b, as by take(); in float64.
+ * Vectors and matrices are summed in place without materialising the gathered tensor.
+ */
+export function gatheredDot(a: Tensor, b: Tensor, index: readonly (Int32Array | null)[]): number {
+  if (b.shape.length === 1) {
+    const q = index[0];
+    if (!q) return dot(a.data, b.data);
+    let s = 0;
+    for (let i = 0; i < q.length; i++) s += a.data[i] * b.data[q[i]];
+    return s;
+  }
+  if (b.shape.length === 2) {
+    const [rows, cols] = b.shape;
+    const [r, c] = index;
+    let s = 0;
+    for (let i = 0; i < rows; i++) {
+      const ai = i * cols;
+      const bi = (r ? r[i] : i) * cols;
+      if (c) for (let j = 0; j < cols; j++) s += a.data[ai + j] * b.data[bi + c[j]];
+      else for (let j = 0; j < cols; j++) s += a.data[ai + j] * b.data[bi + j];
+    }
+    return s;
+  }
+  let g = b;
+  index.forEach((q, d) => {
+    if (q) g = take(g, q, d);
+  });
+  return dot(a.data, g.data);
+}
+
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   if (a.length !== b.length) return Infinity;
   let m = 0;

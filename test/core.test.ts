@@ -12,7 +12,7 @@ import {
   identityPermutation,
   isIdentity,
 } from '../src/permute.js';
-import { take, axisFirstMatrix, writeGatheredAxisFirst, type Params, type Tensor } from '../src/tensor.js';
+import { take, axisFirstMatrix, writeGatheredAxisFirst, gatheredDot, type Params, type Tensor } from '../src/tensor.js';
 import { randomMlp, mlpForward, randomInputs } from './helpers/mlp.js';
 import { InputError } from '../src/errors.js';
 
@@ -131,4 +131,20 @@ test('writeGatheredAxisFirst equals take on the other axes, then the axis-first 
       }
     }
   });
+});
+
+test('gatheredDot equals the dot product with the gathered tensor, for ranks 1 to 4', () => {
+  for (const shape of [[7], [5, 6], [3, 4, 2], [4, 3, 2, 2]]) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const a: Tensor = { shape, data: Float32Array.from({ length: n }, (_, i) => Math.sin(i)) };
+    const b: Tensor = { shape, data: Float32Array.from({ length: n }, (_, i) => Math.cos(3 * i)) };
+    const index = shape.map((d, k) => (k === 1 ? null : randomPermutation(d, k + n)));
+    let g: Tensor = b;
+    index.forEach((q, k) => {
+      if (q) g = take(g, q, k);
+    });
+    let want = 0;
+    for (let i = 0; i < n; i++) want += a.data[i] * g.data[i];
+    assert.ok(Math.abs(gatheredDot(a, b, index) - want) < 1e-9);
+  }
 });
