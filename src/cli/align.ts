@@ -2,20 +2,14 @@
 import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { applyPermutation, churn } from '../permute.js';
-import { alignmentPerms, withMatchingOptions } from './matching.js';
+import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { readModels, writeModelLike } from './model-file.js';
 import { resolveSpec } from './resolve.js';
 import { makeContext, parseIntOption, type GlobalOptions } from './common.js';
 import { assertNotInput } from '../io/atomic.js';
 
-interface AlignFlags {
+interface AlignFlags extends MatchFlags {
   output: string;
-  method: string;
-  spec: string;
-  seed: number;
-  maxIter: number;
-  data?: string;
-  probe: number;
   perms?: string;
   json?: boolean;
 }

@@ -10,12 +10,14 @@ import type { Context } from './common.js';
 import type { ModelFile } from './model-file.js';
 import { resolveData, resolveRunner, type ResolvedSpec } from './resolve.js';
 
+/** The flags of withMatchingOptions, plus the probe data that activation matching needs. */
 export interface MatchFlags {
   method: string;
+  spec: string;
   seed: number;
-  maxIter?: number;
+  maxIter: number;
   data?: string;
-  probe?: number;
+  probe: number;
 }
 
 export interface MatchOutcome {

@@ -14,7 +14,7 @@ import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
 import { readModels, writeModelLike, type ModelFile } from './model-file.js';
 import { resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
-import { alignmentPerms, withMatchingOptions } from './matching.js';
+import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
 import { assertNotInput } from '../io/atomic.js';
@@ -27,16 +27,10 @@ import { inferMlp } from '../spec/auto.js';
 import type { ProbeBatch } from '../measure/runner.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 
-interface MergeFlags {
+interface MergeFlags extends MatchFlags {
   output: string;
   alpha: number;
   align: boolean;
-  method: string;
-  spec: string;
-  seed: number;
-  maxIter: number;
-  data?: string;
-  probe: number;
   limit?: number;
   repair?: boolean;
   repairMode: string;
