@@ -1,12 +1,9 @@
 /** The matching step shared by align, merge and report: weight/cosine matching or activation matching. */
 import { Option, type Command } from 'commander';
-import { parseIntOption } from './common.js';
-import { weightMatching } from '../match/weight-matching.js';
-import { activationMatching, type LayerActivations } from '../match/activation-matching.js';
+import { parseIntOption, type Context } from './common.js';
+import { matchPerms, type AlignMethod } from '../measure/alignment-report.js';
+import type { ProbeBatch } from '../measure/runner.js';
 import { sliceDataset } from '../data/dataset.js';
-import { InputError } from '../errors.js';
-import type { Params } from '../tensor.js';
-import type { Context } from './common.js';
 import type { ModelFile } from './model-file.js';
 import { resolveData, resolveRunner, type ResolvedSpec } from './resolve.js';
 
@@ -18,6 +15,7 @@ export interface MatchFlags {
   maxIter: number;
   data?: string;
   probe: number;
+  scale?: number;
 }
 
 export interface MatchOutcome {
@@ -38,39 +36,31 @@ export function withMatchingOptions(cmd: Command): Command {
     .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100);
 }
 
-export async function alignmentPerms(ctx: Context, a: ModelFile | { path: string; params: Params; onnx?: undefined; files: readonly string[]; format: 'onnx' | 'safetensors' }, b: ModelFile, spec: ResolvedSpec, flags: MatchFlags): Promise<MatchOutcome> {
+export async function alignmentPerms(ctx: Context, a: ModelFile, b: ModelFile, spec: ResolvedSpec, flags: MatchFlags, probe?: ProbeBatch): Promise<MatchOutcome> {
   const engine = await ctx.engine();
-  if (flags.method === 'activation') {
-    const data = resolveData(flags.data ?? undefined, { seed: flags.seed });
-    const probeSet = sliceDataset(data, 0, Math.min(flags.probe ?? 1000, data.count));
-    const runner = await resolveRunner(b, spec, engine);
-    try {
-      if (!runner.activations) throw new InputError('this model cannot report activations');
-      const probe = { inputs: probeSet.inputs, count: probeSet.count };
-      const [actA, actB] = [await runner.activations(a.params, probe), await runner.activations(b.params, probe)];
-      const layers: Record<string, LayerActivations> = {};
-      for (const name of Object.keys(spec.spec.permToAxes)) {
-        const x = actA[name];
-        const y = actB[name];
-        if (!x || !y) throw new InputError(`activation matching: no activations found for permutation '${name}'`);
-        layers[name] = { a: x.data, b: y.data, count: x.data.length / x.width, width: x.width };
-      }
-      const r = await activationMatching(layers, { engine });
-      return { perms: r.perms };
-    } finally {
-      await runner.dispose?.();
+  const runner = flags.method === 'activation' ? await resolveRunner(b, spec, engine) : undefined;
+  try {
+    let probeBatch = probe;
+    if (runner && !probeBatch) {
+      const data = resolveData(flags.data, { seed: flags.seed, scale: flags.scale });
+      const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));
+      probeBatch = { inputs: probeSet.inputs, count: probeSet.count };
     }
+    const { perms, matching } = await matchPerms({
+      method: flags.method as AlignMethod,
+      a: a.params,
+      b: b.params,
+      spec: spec.spec,
+      seed: flags.seed,
+      maxIter: flags.maxIter,
+      engine,
+      runner,
+      probe: probeBatch,
+      onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
+    });
+    ctx.progress.done();
+    return { perms, ...matching };
+  } finally {
+    await runner?.dispose?.();
   }
-  const r = await weightMatching({
-    spec: spec.spec,
-    paramsA: a.params,
-    paramsB: b.params,
-    seed: flags.seed,
-    maxIter: flags.maxIter,
-    score: flags.method === 'cosine' ? 'cosine' : 'dot',
-    engine,
-    onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
-  });
-  ctx.progress.done();
-  return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter };
 }

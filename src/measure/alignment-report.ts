@@ -4,11 +4,12 @@
  * neither model's params are written to.
  */
 import type { Params } from '../tensor.js';
+import { InputError } from '../errors.js';
 import { maxAbsDiff } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permSizes, validateSpec } from '../spec/spec.js';
 import { applyPermutation, churn, isIdentity, randomPerms, type Perms } from '../permute.js';
-import { weightMatching, type WeightScore } from '../match/weight-matching.js';
+import { weightMatching, type WeightScore, type MatchProgress } from '../match/weight-matching.js';
 import { activationMatching, type ActivationScore, type LayerActivations } from '../match/activation-matching.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { barrierOf, reductionPercent, sweep, type Barrier, type CurvePoint } from './barrier.js';
@@ -82,9 +83,11 @@ export async function alignmentReport(o: AlignmentReportOptions): Promise<Alignm
   const points = o.points ?? 24;
   const stage = o.onStage ?? (() => {});
   validateSpec(o.spec, { label: 'model A', params: o.a }, { label: 'model B', params: o.b });
+  if (o.data.count < 1) throw new InputError('there are no examples to measure the models on');
+  if (o.probe.count < 1) throw new InputError('the probe batch is empty');
 
   stage('aligning', 0, 1);
-  const { perms, matching } = await align(o, seed);
+  const { perms, matching } = await matchPerms({ ...o, seed });
   stage('aligning', 1, 1);
   const alignedB = applyPermutation(o.spec, perms, o.b);
 
@@ -125,27 +128,50 @@ export async function alignmentReport(o: AlignmentReportOptions): Promise<Alignm
   };
 }
 
-async function align(
-  o: AlignmentReportOptions,
-  seed: number,
-): Promise<{ perms: Record<string, Int32Array>; matching: AlignmentReport['matching'] }> {
+export interface MatchPermsOptions {
+  method: AlignMethod;
+  a: Params;
+  b: Params;
+  spec: PermutationSpec;
+  seed: number;
+  maxIter?: number;
+  engine?: MatmulEngine;
+  /** For 'activation': the runner that gives each permutation's activations, and the probe batch. */
+  runner?: ModelRunner;
+  probe?: ProbeBatch;
+  activationScore?: ActivationScore;
+  onProgress?: (event: MatchProgress) => void;
+}
+
+/** The permutations that align B to A by the chosen method (one place for every caller: report, CLI). */
+export async function matchPerms(o: MatchPermsOptions): Promise<{ perms: Record<string, Int32Array>; matching: AlignmentReport['matching'] }> {
   if (o.method === 'activation') {
-    if (!o.runner.activations) throw new Error('this model runner cannot give activations');
+    if (!o.runner?.activations || !o.probe) throw new InputError('activation matching needs a model that can report activations, and probe data');
+    const count = o.probe.count;
     const [actA, actB] = [await o.runner.activations(o.a, o.probe), await o.runner.activations(o.b, o.probe)];
     const layers: Record<string, LayerActivations> = {};
     for (const name of Object.keys(o.spec.permToAxes)) {
       const a = actA[name];
       const b = actB[name];
-      if (!a || !b) throw new Error(`no activations for permutation '${name}'`);
-      const rows = a.rows ?? o.probe.count;
-      if ((b.rows ?? o.probe.count) !== rows || b.width !== a.width) throw new Error(`activations of '${name}' differ in shape between the models`);
+      if (!a || !b) throw new InputError(`activation matching: the model gives no activations for permutation '${name}'`);
+      const rows = a.rows ?? count;
+      if ((b.rows ?? count) !== rows || b.width !== a.width) throw new InputError(`activations of '${name}' differ in shape between the models`);
       layers[name] = { a: a.data, b: b.data, count: rows, width: a.width };
     }
     const r = await activationMatching(layers, { score: o.activationScore, engine: o.engine });
     return { perms: r.perms, matching: {} };
   }
   const score: WeightScore = o.method === 'cosine' ? 'cosine' : 'dot';
-  const r = await weightMatching({ spec: o.spec, paramsA: o.a, paramsB: o.b, seed, score, engine: o.engine, maxIter: o.maxIter });
+  const r = await weightMatching({
+    spec: o.spec,
+    paramsA: o.a,
+    paramsB: o.b,
+    seed: o.seed,
+    score,
+    engine: o.engine,
+    maxIter: o.maxIter,
+    onProgress: o.onProgress,
+  });
   return {
     perms: r.perms,
     matching: { iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter },

@@ -8,6 +8,7 @@
  */
 import type { Params, Tensor } from '../tensor.js';
 import { lerp } from '../tensor.js';
+import { InputError } from '../errors.js';
 
 export interface Evaluation {
   loss: number;
@@ -55,6 +56,12 @@ export async function sweep(
     // The endpoints are evaluated on the exact inputs, not on a lerp that only rounds to them.
     const params = alpha === 0 ? a : alpha === 1 ? b : interpolate(a, b, alpha);
     const e = await evaluate(params, alpha);
+    if (!Number.isFinite(e.loss) || !Number.isFinite(e.accuracy)) {
+      // A barrier computed from NaN would read as "no barrier": stop instead.
+      throw new InputError(
+        `the loss at α = ${alpha} is ${e.loss} (accuracy ${e.accuracy}): the models give non-finite outputs on this data, or there is no data`,
+      );
+    }
     curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
     onPoint?.(i + 1, grid.length);
   }
@@ -63,6 +70,8 @@ export async function sweep(
 
 export function barrierOf(curve: readonly CurvePoint[]): Barrier {
   if (curve.length < 2) throw new Error('barrierOf: a curve needs at least its two endpoints');
+  const bad = curve.find((p) => !Number.isFinite(p.loss) || !Number.isFinite(p.accuracy));
+  if (bad) throw new Error(`barrierOf: the curve has a non-finite point at α = ${bad.alpha}`);
   const first = curve[0];
   const last = curve[curve.length - 1];
   let loss = -Infinity;

@@ -123,6 +123,9 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     if (!('axes' in value)) throw new InputError(`${label}: ${SPEC_FORMAT} file has no "axes"`);
     return build(axesFrom(value.axes, label, '"axes"'), label);
   }
+  // {"axes": {...}} without the header: the canonical body. (A bare axes object maps names to arrays, so
+  // a tensor called "axes" cannot be mistaken for it.)
+  if (Object.keys(value).length === 1 && isObject(value.axes)) return build(axesFrom(value.axes, label, '"axes"'), label);
   for (const key of ['axes_to_perm', 'axesToPerm'] as const) {
     if (key in value) {
       const extra = Object.keys(value).filter((k) => ![key, 'perm_to_axes', 'permToAxes'].includes(k));
