@@ -1,0 +1,85 @@
+/** Barrier definitions, checks and the verdict, against hand-computed values on small curves. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { alphaGrid, barrierOf, interpolate, reductionPercent, sweep, type CurvePoint } from '../src/measure/barrier.js';
+import { invarianceCheck, monotonicityCheck, selfCheck, verdictOf, THRESHOLDS } from '../src/measure/checks.js';
+import { InputError } from '../src/errors.js';
+
+const curve = (losses: number[], accs: number[]): CurvePoint[] =>
+  losses.map((loss, i) => ({ alpha: i / (losses.length - 1), loss, accuracy: accs[i] }));
+
+test('alphaGrid has K+1 points from 0 to 1', () => {
+  assert.deepEqual(alphaGrid(4), [0, 0.25, 0.5, 0.75, 1]);
+  assert.deepEqual(alphaGrid(1), [0, 1]);
+  assert.throws(() => alphaGrid(0));
+});
+
+test('barrierOf: the paper’s barrier is measured against the line between the endpoint losses', () => {
+  // Endpoints 1 and 3: the line is 1, 1.5, 2, 2.5, 3. Losses 1, 2, 2.2, 2.6, 3 → excess 0, 0.5, 0.2, 0.1, 0.
+  const c = curve([1, 2, 2.2, 2.6, 3], [0.9, 0.6, 0.5, 0.7, 0.8]);
+  const b = barrierOf(c);
+  assert.ok(Math.abs(b.loss - 0.5) < 1e-12);
+  assert.equal(b.argmaxAlpha, 0.25);
+  // The endpoint-max barrier: max L − max(L(0), L(1)) = 3 − 3 = 0 (clamped, never negative).
+  assert.equal(b.lossOverEndpoints, 0);
+  // Accuracy line 0.9 → 0.8: 0.875 at α = 0.25, 0.85 at 0.5, 0.825 at 0.75; shortfalls 0.275, 0.35, 0.125.
+  assert.ok(Math.abs(b.accuracy - 0.35) < 1e-12);
+});
+
+test('barrierOf: a curve below its chord has zero barrier, and the endpoint-max form sees a bump above both ends', () => {
+  const convex = barrierOf(curve([2, 1, 0.5, 1, 2], [0.5, 0.6, 0.7, 0.6, 0.5]));
+  assert.equal(convex.loss, 0);
+  assert.equal(convex.accuracy, 0);
+  const bump = barrierOf(curve([1, 1.5, 4, 1.5, 2], [1, 1, 1, 1, 1]));
+  assert.ok(Math.abs(bump.lossOverEndpoints - 2) < 1e-12);
+  assert.ok(Math.abs(bump.loss - 2.5) < 1e-12);
+});
+
+test('barrierOf refuses non-finite points; sweep stops on them with a user error', async () => {
+  assert.throws(() => barrierOf(curve([1, NaN, 1], [1, 1, 1])), /non-finite/);
+  const a = { w: { shape: [1], data: Float32Array.from([0]) } };
+  const b = { w: { shape: [1], data: Float32Array.from([1]) } };
+  await assert.rejects(
+    sweep(a, b, 2, async (p) => ({ loss: p.w.data[0] === 0.5 ? NaN : 1, accuracy: 1 })),
+    (e: unknown) => e instanceof InputError && /α = 0.5/.test(e.message),
+  );
+});
+
+test('sweep evaluates the exact endpoints and the lerp between them', async () => {
+  const a = { w: { shape: [2], data: Float32Array.from([0, 10]) } };
+  const b = { w: { shape: [2], data: Float32Array.from([4, 2]) } };
+  const seen: number[][] = [];
+  const c = await sweep(a, b, 4, async (p) => {
+    seen.push(Array.from(p.w.data));
+    return { loss: p.w.data[0], accuracy: 1 };
+  });
+  assert.deepEqual(seen, [[0, 10], [1, 8], [2, 6], [3, 4], [4, 2]]);
+  assert.deepEqual(c.map((p) => p.alpha), [0, 0.25, 0.5, 0.75, 1]);
+  assert.deepEqual(Array.from(interpolate(a, b, 0.5).w.data), [2, 6]);
+});
+
+test('reduction and verdict follow the stated thresholds', () => {
+  assert.equal(reductionPercent(2, 0.5), 75);
+  assert.equal(reductionPercent(0, 0), null);
+  assert.equal(verdictOf(0, 0), 'no barrier to remove');
+  assert.equal(verdictOf(THRESHOLDS.noBarrier / 2, 0), 'no barrier to remove');
+  assert.equal(verdictOf(1, 0.25), 'collapsed');
+  assert.equal(verdictOf(1, 0.26), 'partially reduced');
+  assert.equal(verdictOf(1, 0.9), 'partially reduced');
+  assert.equal(verdictOf(1, 0.91), 'unchanged');
+  assert.equal(verdictOf(1, 1.5), 'unchanged');
+});
+
+test('checks pass and fail at their tolerances', () => {
+  assert.equal(invarianceCheck(0).status, 'PASS');
+  assert.equal(invarianceCheck(THRESHOLDS.invarianceDrift * 2).status, 'FAIL');
+  assert.equal(invarianceCheck(NaN).status, 'FAIL');
+  assert.equal(selfCheck(false, true, 0).status, 'SKIPPED');
+  assert.equal(selfCheck(true, true, 0).status, 'PASS');
+  assert.equal(selfCheck(true, false, 0).status, 'FAIL');
+  assert.equal(selfCheck(true, true, 1e-3).status, 'FAIL');
+  assert.equal(monotonicityCheck(1, 0.5).status, 'PASS');
+  assert.equal(monotonicityCheck(1, 1 + 1e-7).status, 'PASS');
+  assert.equal(monotonicityCheck(1, 1.01).status, 'FAIL');
+  assert.equal(monotonicityCheck(1, NaN).status, 'FAIL');
+});
