@@ -171,9 +171,10 @@ test('train writes an ONNX model that ONNX Runtime runs and a safetensors twin',
 test('bad inputs: exit 2, one clear line, inputs untouched', () => {
   const dir = workspace();
   try {
-    const before = hashes(dir);
     writeFileSync(join(dir, 'corrupt.onnx'), readFileSync(join(dir, 'mlp_a.onnx')).subarray(0, 5000));
     writeFileSync(join(dir, 'notes.txt'), 'hello');
+    writeFileSync(join(dir, 'spec.json'), run(['spec', join(dir, 'mlp_a.onnx'), '--json']).stdout);
+    const before = hashes(dir);
     const a = join(dir, 'mlp_a.onnx');
     const cases: [string[], RegExp][] = [
       [['align', join(dir, 'missing.onnx'), a, '-o', join(dir, 'x.onnx')], /missing\.onnx: no such file/],
@@ -184,6 +185,12 @@ test('bad inputs: exit 2, one clear line, inputs untouched', () => {
       [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.onnx'), '--spec', join(dir, 'notes.txt')], /notes\.txt/],
       [['merge', a, join(dir, 'mlp_b.safetensors'), '-o', join(dir, 'x.onnx')], /mix formats/],
       [['barrier', a, join(dir, 'mlp_b.onnx'), '--data', join(dir, 'notes.txt')], /notes\.txt/],
+      // Outputs never land on an input: external data, a spec file, a dataset file, or another output.
+      [['align', join(dir, 'mlp_a.ext.onnx'), join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.onnx'), '--perms', join(dir, 'mlp_a.ext.onnx.data')], /is the input file/],
+      [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.onnx'), '--perms', join(dir, 'x.onnx')], /two outputs/],
+      [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'spec.json'), '--spec', join(dir, 'spec.json')], /is the input file/],
+      [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.gz')], /name the output \*\.onnx/],
+      [['train', '--data', `${join(dir, 'fmnist_test256-images-idx3-ubyte.gz')},${join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')}`, '-o', join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')], /is the input file|must end in/],
     ];
     for (const [args, message] of cases) {
       const r = run(args);

@@ -1,12 +1,11 @@
 /** `rebasin align A B -o OUT`: permute B's hidden units to match A's and write the aligned B. */
 import { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { applyPermutation, churn } from '../permute.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { readModels, writeModelLike } from './model-file.js';
-import { resolveSpec } from './resolve.js';
-import { makeContext, parseIntOption, type GlobalOptions } from './common.js';
-import { assertNotInput } from '../io/atomic.js';
+import { assertOutputs, dataFiles, resolveSpec } from './resolve.js';
+import { makeContext, parseFloatOption, parseIntOption, type GlobalOptions } from './common.js';
+import { writeFileAtomic } from '../io/atomic.js';
 
 interface AlignFlags extends MatchFlags {
   output: string;
@@ -22,20 +21,23 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .requiredOption('-o, --output <file>', 'where to write the aligned B (format of B)'))
     .option('--data <d>', 'probe data for --method activation (fashion-mnist, synthetic, IDX folder, .npz, x.npy,y.npy)')
     .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
+    .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
     .option('--json', 'print the result as JSON')
     .action(async (a: string, b: string, flags: AlignFlags) => {
       const g = globals();
       const ctx = makeContext(g);
       const models = readModels([a, b]);
-      const inputs = models.flatMap((m) => m.files);
-      assertNotInput(flags.output, inputs);
-      if (flags.perms) assertNotInput(flags.perms, inputs);
       const spec = resolveSpec(flags.spec, models);
+      const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' ? flags.data : undefined)];
+      assertOutputs([flags.output, flags.perms], inputs);
       const result = await alignmentPerms(ctx, models[0], models[1], spec, flags);
       const aligned = applyPermutation(spec.spec, result.perms, models[1].params);
       const written = writeModelLike(models[1], aligned, flags.output, inputs);
-      if (flags.perms) writeFileSync(flags.perms, JSON.stringify(Object.fromEntries(Object.entries(result.perms).map(([k, v]) => [k, Array.from(v)])), null, 1));
+      if (flags.perms) {
+        const json = JSON.stringify(Object.fromEntries(Object.entries(result.perms).map(([k, v]) => [k, Array.from(v)])), null, 1);
+        writeFileAtomic(flags.perms, new TextEncoder().encode(json), { inputs: [...inputs, ...written] });
+      }
       const summary = {
         a,
         b,

@@ -49,20 +49,34 @@ export function readModel(path: string): ModelFile {
   if (format === 'safetensors') {
     const file = readSafetensorsFile(path);
     const { params } = toParams(file);
+    assertFinite(path, params);
     return { path, format, params, files: [path], safetensors: file };
   }
   const { model, params, files } = readOnnxFile(path);
+  assertFinite(path, params);
   return { path, format, params, files, onnx: model };
+}
+
+/** NaN or infinite weights make every later number meaningless: name the first one found. */
+function assertFinite(path: string, params: Params): void {
+  for (const [name, t] of Object.entries(params)) {
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) {
+      if (!Number.isFinite(d[i])) throw new InputError(`${path}: tensor '${name}' holds ${d[i]} at flat index ${i}; weights must be finite numbers`);
+    }
+  }
 }
 
 /** Write `params` in the form of `like` (same format, names, dtypes, graph) to `out`, atomically. */
 export function writeModelLike(like: ModelFile, params: Params, out: string, inputs: readonly string[]): string[] {
   const want = extname(out).toLowerCase();
+  // The output keeps the input's format, and its name says so (which also keeps a model from being
+  // written over, say, a dataset or a spec file given by mistake).
   if (like.format === 'onnx') {
-    if (want === '.safetensors') throw new InputError(`${out}: the input ${like.path} is ONNX; write the output as .onnx`);
+    if (want !== '.onnx') throw new InputError(`${out}: the input ${like.path} is ONNX; name the output *.onnx`);
     return writeOnnxFile(out, like.onnx as OnnxModel, params, { inputs });
   }
-  if (want === '.onnx') throw new InputError(`${out}: the input ${like.path} is safetensors; write the output as .safetensors`);
+  if (want !== '.safetensors') throw new InputError(`${out}: the input ${like.path} is safetensors; name the output *.safetensors`);
   writeSafetensorsFile(out, paramsToSafetensors(params, { like: like.safetensors }), { inputs });
   return [out];
 }

@@ -10,7 +10,10 @@ import { specFromJson } from '../spec/json.js';
 import { specFromOnnx } from '../spec/onnx-graph.js';
 import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
-import { loadDataset } from '../data/load.js';
+import { loadDataset, FASHION_MNIST_ROOT } from '../data/load.js';
+import { assertNotInput } from '../io/atomic.js';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
@@ -18,6 +21,8 @@ import { readText, type ModelFile } from './model-file.js';
 
 export interface ResolvedSpec {
   spec: PermutationSpec;
+  /** The spec file read, if the spec came from one. */
+  files: string[];
   /** Where it came from, for messages: 'onnx graph', 'resnet', 'mlp', a file path... */
   source: string;
   /** For activation matching on ONNX graphs: the value carrying each permutation. */
@@ -31,15 +36,15 @@ export function resolveSpec(choice: string, models: readonly ModelFile[]): Resol
   if (choice === 'auto') {
     if (first.onnx) {
       const { spec, taps } = specFromOnnx(first.onnx);
-      resolved = { spec, taps, source: 'onnx graph' };
+      resolved = { spec, taps, source: 'onnx graph', files: [] };
     } else {
       const { kind, spec } = autoSpec(first.params);
-      resolved = { spec, source: kind };
+      resolved = { spec, source: kind, files: [] };
     }
   } else if ((BUILTIN_KINDS as readonly string[]).includes(choice)) {
-    resolved = { spec: builtinSpec(choice as BuiltinKind, first.params), source: choice };
+    resolved = { spec: builtinSpec(choice as BuiltinKind, first.params), source: choice, files: [] };
   } else {
-    resolved = { spec: specFromJson(readText(choice), choice), source: choice };
+    resolved = { spec: specFromJson(readText(choice), choice), source: choice, files: [choice] };
   }
   validateSpec(resolved.spec, ...models.map((m) => ({ label: m.path, params: m.params })));
   return resolved;
@@ -71,6 +76,33 @@ function hiddenPermNames(spec: PermutationSpec, weights: readonly string[]): str
     const p = spec.axesToPerm[w]?.[0];
     if (!p) throw new InputError(`the spec does not permute the output units of '${w}'`);
     return p;
+  });
+}
+
+/**
+ * The files a --data value reads, so that no output can be written over them: the named files, the files
+ * of a folder, Debian's Fashion-MNIST folder; nothing for the synthetic task.
+ */
+export function dataFiles(spec: string | undefined): string[] {
+  if (spec === undefined || /^synthetic(:\d+)?$/i.test(spec.trim())) return [];
+  const fashion = /^fashion-?mnist(:\w+)?$/i.test(spec.trim());
+  const paths = fashion ? [FASHION_MNIST_ROOT] : spec.split(',').map((p) => p.trim().replace(/:(train|test)$/, ''));
+  return paths.flatMap((p) => {
+    if (!existsSync(p)) return [p];
+    return statSync(p).isDirectory() ? readdirSync(p).map((f) => join(p, f)) : [p];
+  });
+}
+
+/**
+ * Refuse, before anything is written, an output that is one of the inputs (or another output of the same
+ * command): every file the command read — models, external data, spec, dataset — is an input.
+ */
+export function assertOutputs(outputs: readonly (string | undefined)[], inputs: readonly string[]): void {
+  const given = outputs.filter((o): o is string => o !== undefined);
+  given.forEach((out, i) => {
+    assertNotInput(out, inputs);
+    const twin = given.slice(i + 1).find((other) => resolvePath(other) === resolvePath(out));
+    if (twin !== undefined) throw new InputError(`${out} is given as two outputs; choose different paths`);
   });
 }
 

@@ -18,9 +18,9 @@ export function specCommand(globals: () => GlobalOptions): Command {
       const g = globals();
       const ctx = makeContext(g);
       const models = readModels([path]);
-      const { spec, source } = resolveSpec(flags.spec, models);
+      const { spec, source, files } = resolveSpec(flags.spec, models);
       const json = specToJson(spec, { kind: source, description: `derived by rebasin from ${path}` });
-      if (flags.output) writeFileAtomic(flags.output, new TextEncoder().encode(json), { inputs: models[0].files });
+      if (flags.output) writeFileAtomic(flags.output, new TextEncoder().encode(json), { inputs: [...models[0].files, ...files] });
       if (flags.json || g.json) ctx.out(json);
       else ctx.out(`${path}: spec from ${source}\n${formatSpecTable(spec, models[0].params)}`);
     });

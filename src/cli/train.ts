@@ -7,7 +7,7 @@ import { writeOnnxFile } from '../io/onnx-file.js';
 import { paramsToSafetensors } from '../io/safetensors.js';
 import { writeSafetensorsFile } from '../io/safetensors-fs.js';
 import { InputError } from '../errors.js';
-import { resolveData } from './resolve.js';
+import { assertOutputs, dataFiles, resolveData } from './resolve.js';
 import { makeContext, parseFloatOption, parseIntOption, parseList, type GlobalOptions } from './common.js';
 
 interface TrainFlags {
@@ -38,6 +38,7 @@ export function trainCommand(globals: () => GlobalOptions): Command {
       const ctx = makeContext(globals());
       const ext = extname(flags.output).toLowerCase();
       if (ext !== '.onnx' && ext !== '.safetensors') throw new InputError(`${flags.output}: the output must end in .onnx or .safetensors`);
+      assertOutputs([flags.output], dataFiles(flags.data));
       const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
       const features = data.inputs.length / data.count;
       const result = await trainMlp(
