@@ -5,7 +5,8 @@
  * weight/cosine matching, or each to the first for activation matching.
  *
  * --repair renormalises the merged net (REPAIR): each repaired layer's output units get the mean and std
- * interpolated from the aligned endpoints', measured on the first --probe examples of --data. With --data,
+ * interpolated from the aligned endpoints', measured on the first --probe examples of --data; an ONNX graph
+ * with BatchNormalization nodes gets their running statistics reset from the merged net's activations. With --data,
  * the per-model and merged loss/accuracy are reported.
  */
 import { Command } from 'commander';
@@ -20,8 +21,10 @@ import { InputError } from '../errors.js';
 import { assertNotInput } from '../io/atomic.js';
 import { sliceDataset } from '../data/dataset.js';
 import { mergeMany, averageParams } from '../merge/merge-many.js';
-import { repairMerged, type RepairLayer, type RepairMode, type StatsFn, type LayerCorrection } from '../merge/repair.js';
+import { repairMerged, type RepairLayer, type RepairMode, type StatsFn, type LayerCorrection, type LayerStats, type RepairResult } from '../merge/repair.js';
 import { onnxRepairPlan, onnxStats } from '../merge/onnx-repair.js';
+import { hasBatchNorm, onnxBatchNormPlan, onnxBatchNormStats, repairOnnxBatchNorm } from '../merge/onnx-bn-repair.js';
+import type { BatchNormLayer } from '../merge/batchnorm.js';
 import { mlpRepairPlan, mlpStats } from '../merge/mlp-repair.js';
 import { inferMlp } from '../spec/auto.js';
 import type { ProbeBatch } from '../measure/runner.js';
@@ -37,26 +40,58 @@ interface MergeFlags extends MatchFlags {
   json?: boolean;
 }
 
+/** What one repair of a merged net needs besides the setup: the merge, its endpoints and their weights. */
+export interface RepairRequest {
+  merged: Params;
+  endpoints: readonly Params[];
+  alpha?: number;
+  weights?: readonly number[];
+  mode?: RepairMode;
+  endpointStats?: readonly LayerStats[];
+  onLayer?: (done: number, total: number, layer: string) => void;
+}
+
 export interface RepairSetup {
+  /** The layers REPAIR corrects (their output statistics set to the endpoints' interpolation). */
   layers: RepairLayer[];
+  /** BatchNorm nodes whose running statistics are reset instead (ONNX graphs that keep them). */
+  batchNorm: BatchNormLayer[];
   skipped: { node: string; reason: string }[];
   stats: StatsFn;
+  /** Repairs one merged net: REPAIR of `layers` and, in graph order with them, the BN resets. */
+  repair: (r: RepairRequest) => Promise<RepairResult>;
   dispose: () => Promise<void>;
 }
 
 /**
  * The layers REPAIR corrects in `model` and a way to measure them on `probe`: the ONNX graph's Conv/Gemm
- * outputs, or a safetensors MLP's hidden pre-activations. Safetensors models with BatchNorm (or any other
- * non-MLP) carry no graph to run, so their statistics cannot be measured: that is refused, naming the way out.
+ * outputs, or a safetensors MLP's hidden pre-activations. An ONNX graph that keeps BatchNormalization nodes
+ * gets those nodes' statistics reset from the merged net's own activations, and REPAIR for the Conv/Gemm
+ * layers not followed by a BN. Safetensors models with BatchNorm (or any other non-MLP) carry no graph to
+ * run, so their statistics cannot be measured: that is refused, naming the way out.
  */
 export async function repairSetup(model: ModelFile, probe: ProbeBatch, engine: MatmulEngine): Promise<RepairSetup> {
+  const noLayer = (skipped: { node: string; reason: string }[], none: string) =>
+    new InputError(`${model.path}: no layer can be repaired (${skipped.slice(0, 3).map((s) => `${s.node}: ${s.reason}`).join('; ') || none})`);
+  if (model.onnx && hasBatchNorm(model.onnx)) {
+    const plan = onnxBatchNormPlan(model.onnx);
+    if (plan.steps.length === 0) throw noLayer(plan.skipped, 'no BatchNormalization, Conv or Gemm layers');
+    const { stats, dispose } = await onnxBatchNormStats(model.onnx, plan, probe);
+    return { layers: plan.layers, batchNorm: plan.batchNorm, skipped: plan.skipped, stats, dispose, repair: (r) => repairOnnxBatchNorm({ ...r, plan, stats }) };
+  }
+  const withRepair = (layers: RepairLayer[], skipped: { node: string; reason: string }[], stats: StatsFn, dispose: () => Promise<void>): RepairSetup => ({
+    layers,
+    batchNorm: [],
+    skipped,
+    stats,
+    dispose,
+    repair: (r) => repairMerged({ ...r, stats, layers }),
+  });
   if (model.onnx) {
     const plan = onnxRepairPlan(model.onnx);
-    if (plan.layers.length === 0) {
-      throw new InputError(`${model.path}: no layer can be repaired (${plan.skipped.slice(0, 3).map((s) => `${s.node}: ${s.reason}`).join('; ') || 'no Conv or Gemm layers'})`);
-    }
+    if (plan.layers.length === 0) throw noLayer(plan.skipped, 'no Conv or Gemm layers');
     const { stats, dispose } = await onnxStats(model.onnx, plan.layers, probe);
-    return { ...plan, stats, dispose };
+    return withRepair(plan.layers, plan.skipped, stats, dispose);
   }
   const bn = Object.keys(model.params).find((k) => /running_(mean|var)$/.test(k));
   if (bn !== undefined) {
@@ -74,7 +109,7 @@ export async function repairSetup(model: ModelFile, probe: ProbeBatch, engine: M
   const arch = { layers: mlp.layers.map((l) => ({ weight: l.weight, bias: l.bias })) };
   const plan = mlpRepairPlan(arch);
   if (plan.layers.length === 0) throw new InputError(`${model.path}: no hidden layer with a bias to repair`);
-  return { ...plan, stats: mlpStats(arch, plan.layers, probe, engine), dispose: async () => undefined };
+  return withRepair(plan.layers, plan.skipped, mlpStats(arch, plan.layers, probe, engine), async () => undefined);
 }
 
 export const REPAIR_MODES = ['sequential', 'oneshot'] as const;
@@ -128,7 +163,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
     .option('--data <d>', 'data: probe for --method activation and --repair; with it, every model and the merge are evaluated')
     .option('--probe <n>', 'probe examples for activation matching and repair statistics', parseIntOption('--probe', 1), 1000)
     .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
-    .option('--repair', 'renormalise the merged net (REPAIR): match each unit\'s mean/std to the interpolation of the endpoints\' (needs --data)')
+    .option('--repair', 'renormalise the merged net (REPAIR): match each unit\'s mean/std to the interpolation of the endpoints\', or reset the BatchNorm statistics of an ONNX graph that keeps them (needs --data)')
     .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
     .option('--json', 'print the result (and evaluations) as JSON')
     .action(async (paths: string[], flags: MergeFlags) => {
@@ -158,12 +193,10 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
         plain = aligned.length === 2 ? interpolate(aligned[0], aligned[1], flags.alpha) : averageParams(aligned);
         merged = plain;
         if (setup) {
-          const r = await repairMerged({
+          const r = await setup.repair({
             merged: plain,
             endpoints: aligned,
             weights,
-            stats: setup.stats,
-            layers: setup.layers,
             mode: repairMode,
             onLayer: (i, n) => ctx.progress.update('repairing', i, n),
           });

@@ -5,7 +5,7 @@
  */
 import { Command } from 'commander';
 import { alignmentReport, reportToJson, type AlignMethod } from '../measure/alignment-report.js';
-import { barrierOf, sweep, type CurvePoint } from '../measure/barrier.js';
+import { alphaGrid, barrierOf, interpolate, sweep, type CurvePoint } from '../measure/barrier.js';
 import { formatReport } from '../report/text.js';
 import { renderHtmlReport } from '../report/html.js';
 import { sliceDataset } from '../data/dataset.js';
@@ -17,8 +17,9 @@ import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
 import { reductionPercent } from '../measure/barrier.js';
-import { repairedSweep } from '../merge/repair-sweep.js';
-import { repairSetup, parseRepairMode } from './merge.js';
+import { repairedSweep, type RepairedSweepOptions } from '../merge/repair-sweep.js';
+import { measureEndpoints } from '../merge/repair.js';
+import { repairSetup, parseRepairMode, type RepairSetup } from './merge.js';
 
 interface MeasureFlags {
   scale?: number;
@@ -65,7 +66,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
     if (repairMode === null) return null;
     const setup = await repairSetup(models[0], probe, engine);
     try {
-      const curve = await repairedSweep({
+      const sweepOptions: RepairedSweepOptions = {
         a: models[0].params,
         b,
         points: flags.points,
@@ -74,7 +75,9 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
         layers: setup.layers,
         mode: repairMode,
         onPoint: (i, n) => ctx.progress.update('interpolating with repair', i, n),
-      });
+      };
+      // A graph with BatchNorm nodes is repaired by its setup's own repair (BN resets in graph order).
+      const curve = setup.batchNorm.length === 0 ? await repairedSweep(sweepOptions) : await setupSweep(sweepOptions, setup.repair);
       ctx.progress.done();
       return curve;
     } finally {
@@ -109,6 +112,25 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
   } finally {
     await runner.dispose?.();
   }
+}
+
+/**
+ * repairedSweep (repair-sweep.ts) with a setup's own repair: the interior α renormalised, the endpoints
+ * evaluated as they are, the endpoints' statistics measured once when a layer needs them as targets.
+ */
+async function setupSweep(o: RepairedSweepOptions, repair: RepairSetup['repair']): Promise<CurvePoint[]> {
+  const endpointStats = o.layers.length > 0 ? await measureEndpoints(o.stats, [o.a, o.b]) : undefined;
+  const grid = alphaGrid(o.points);
+  const curve: CurvePoint[] = [];
+  for (let i = 0; i < grid.length; i++) {
+    const alpha = grid[i];
+    const params =
+      alpha === 0 ? o.a : alpha === 1 ? o.b : (await repair({ merged: interpolate(o.a, o.b, alpha), endpoints: [o.a, o.b], alpha, mode: o.mode, endpointStats })).params;
+    const e = await o.evaluate(params, alpha);
+    curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
+    o.onPoint?.(i + 1, grid.length);
+  }
+  return curve;
 }
 
 function curveTable(title: string, curve: readonly CurvePoint[]): string {

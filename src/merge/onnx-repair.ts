@@ -35,7 +35,8 @@ function attr(node: OnnxNode, name: string, dflt: number): number {
   return typeof v === 'number' ? v : dflt;
 }
 
-function nodeLabel(node: OnnxNode): string {
+/** How a node is named in messages and skip reasons. */
+export function nodeLabel(node: OnnxNode): string {
   return `${node.opType} '${node.name || node.outputs[0]}'`;
 }
 
@@ -111,14 +112,20 @@ export function onnxRepairPlan(model: OnnxModel): OnnxRepairPlan {
   return { layers, skipped };
 }
 
+/** A value to measure per channel (axis 1), keyed by `name` in the LayerStats. */
+export interface OnnxStatsTap {
+  name: string;
+  value: string;
+}
+
 /**
- * A StatsFn measuring each plan layer's output on `probe` with ONNX Runtime (one session, the layer outputs
- * added as extra graph outputs). Every spatial position of a conv output counts as one sample of its channel,
- * as BatchNorm counts them. Call dispose() when done.
+ * A StatsFn measuring each plan layer's output (or any tapped value, e.g. a BatchNorm's input) on `probe`
+ * with ONNX Runtime (one session, the tapped values added as extra graph outputs). Every spatial position
+ * of a conv output counts as one sample of its channel, as BatchNorm counts them. Call dispose() when done.
  */
 export async function onnxStats(
   model: OnnxModel,
-  layers: readonly OnnxRepairLayer[],
+  layers: readonly OnnxStatsTap[],
   probe: ProbeBatch,
   options: { threads?: number; batchSize?: number } = {},
 ): Promise<{ stats: StatsFn; dispose: () => Promise<void> }> {
