@@ -123,6 +123,11 @@ test('barrier and report measure the real pair; report writes JSON and HTML; --c
     const saved = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
     assert.equal(saved.report.naive.curve.length, 7);
     assert.match(readFileSync(join(dir, 'r.html'), 'utf8'), /rebasin-data/);
+    // B is A under another name: the align-to-self check applies and passes.
+    copyFileSync(join(dir, 'mlp_a.onnx'), join(dir, 'copy_of_a.onnx'));
+    const self = run(['report', join(dir, 'mlp_a.onnx'), join(dir, 'copy_of_a.onnx'), '--data', slice, '--points', '2', '--check']);
+    assert.equal(self.code, 0, self.stderr);
+    assert.match(self.stdout, /PASS {4}align-to-self/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -190,6 +195,9 @@ test('bad inputs: exit 2, one clear line, inputs untouched', () => {
       [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.onnx'), '--perms', join(dir, 'x.onnx')], /two outputs/],
       [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'spec.json'), '--spec', join(dir, 'spec.json')], /is the input file/],
       [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.gz')], /name the output \*\.onnx/],
+      [['report', join(dir, 'mlp_a.ext.onnx'), join(dir, 'mlp_b.onnx'), '--data', slice, '--json', join(dir, 'mlp_a.ext.onnx.data')], /is the input file/],
+      [['report', a, join(dir, 'mlp_b.onnx'), '--data', slice, '--html', join(dir, 'r.html'), '--json', join(dir, 'r.html')], /two outputs/],
+      [['merge', a, join(dir, 'mlp_b.onnx'), '--data', `${join(dir, 'fmnist_test256-images-idx3-ubyte.gz')},${join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')}`, '-o', join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')], /is the input file/],
       [['train', '--data', `${join(dir, 'fmnist_test256-images-idx3-ubyte.gz')},${join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')}`, '-o', join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')], /is the input file|must end in/],
     ];
     for (const [args, message] of cases) {

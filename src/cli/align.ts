@@ -49,7 +49,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
         objectiveAfter: result.objectiveAfter ?? null,
         churn: Object.fromEntries(Object.entries(result.perms).map(([k, p]) => [k, churn(p)])),
       };
-      if (flags.json || g.json) ctx.out(JSON.stringify(summary, null, 2));
+      if (flags.json) ctx.out(JSON.stringify(summary, null, 2));
       else {
         ctx.out(`aligned ${b} to ${a} (${flags.method} matching, spec: ${spec.source}) -> ${written.join(', ')}`);
         if (result.iterations !== undefined) ctx.out(`  ${result.iterations} passes, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);

@@ -13,7 +13,6 @@ export const EXIT_USAGE = 2;
 export interface GlobalOptions {
   quiet?: boolean;
   debug?: boolean;
-  json?: boolean;
 }
 
 export interface Context {

@@ -54,7 +54,7 @@ export function demoCommand(globals: () => GlobalOptions): Command {
         onProgress: (what, done, total) => ctx.progress.update(what, done, total),
       });
       ctx.progress.done();
-      if (flags.json || g.json) {
+      if (flags.json) {
         ctx.out(JSON.stringify({ dataset: result.dataset, widths: result.widths, seed: flags.seed, epochs, reports: result.reports.map(reportToJson) }, null, 2));
       } else {
         ctx.out(`rebasin demo: two MLPs ${result.widths.join(' -> ')} (ReLU) trained from seeds ${2 * flags.seed + 1} and ${2 * flags.seed + 2} on ${result.dataset.train} for ${epochs} epochs, measured on ${result.dataset.test}; final training loss ${result.a.trainLoss.toFixed(4)} / ${result.b.trainLoss.toFixed(4)}\n`);

@@ -14,11 +14,10 @@ import { applyPermutation } from '../permute.js';
 import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
 import { readModels, writeModelLike, type ModelFile } from './model-file.js';
-import { resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
+import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
-import { assertNotInput } from '../io/atomic.js';
 import { sliceDataset } from '../data/dataset.js';
 import { mergeMany, averageParams } from '../merge/merge-many.js';
 import { repairMerged, type RepairLayer, type RepairMode, type StatsFn, type LayerCorrection, type LayerStats, type RepairResult } from '../merge/repair.js';
@@ -125,7 +124,7 @@ export function describeCorrections(corrections: readonly LayerCorrection[]): st
   );
 }
 
-async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, flags: MergeFlags): Promise<{ aligned: Params[]; how: string }> {
+async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, flags: MergeFlags, probe?: ProbeBatch): Promise<{ aligned: Params[]; how: string }> {
   if (!flags.align) return { aligned: models.map((m) => m.params), how: 'not aligned' };
   if (models.length > 2 && flags.method !== 'activation') {
     ctx.info(`aligning ${models.length} models into one basin (MergeMany, ${flags.method} matching)`);
@@ -147,7 +146,7 @@ async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, f
   const aligned: Params[] = [models[0].params];
   for (const m of models.slice(1)) {
     ctx.info(`aligning ${m.path} to ${models[0].path}`);
-    const { perms } = await alignmentPerms(ctx, models[0], m, spec, flags);
+    const { perms } = await alignmentPerms(ctx, models[0], m, spec, flags, probe);
     aligned.push(applyPermutation(spec.spec, perms, m.params));
   }
   return { aligned, how: `aligned by ${flags.method} matching${models.length > 2 ? ' to the first model' : ''}` };
@@ -163,6 +162,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
     .option('--data <d>', 'data: probe for --method activation and --repair; with it, every model and the merge are evaluated')
     .option('--probe <n>', 'probe examples for activation matching and repair statistics', parseIntOption('--probe', 1), 1000)
     .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--repair', 'renormalise the merged net (REPAIR): match each unit\'s mean/std to the interpolation of the endpoints\', or reset the BatchNorm statistics of an ONNX graph that keeps them (needs --data)')
     .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
     .option('--json', 'print the result (and evaluations) as JSON')
@@ -173,22 +173,23 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       const g = globals();
       const ctx = makeContext(g);
       const models = readModels(paths);
-      const inputs = models.flatMap((m) => m.files);
-      assertNotInput(flags.output, inputs);
       const spec = resolveSpec(flags.spec, models);
-      const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed }) : null;
+      const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
+      assertOutputs([flags.output], inputs);
+      const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale }) : null;
 
       const engine = await ctx.engine();
       // Set up the repair statistics before aligning, so a model that cannot be repaired fails at once.
       const probeSet = data ? sliceDataset(data, 0, Math.min(flags.probe, data.count)) : null;
-      const setup = flags.repair && probeSet ? await repairSetup(models[0], { inputs: probeSet.inputs, count: probeSet.count }, engine) : null;
+      const probe = probeSet ? { inputs: probeSet.inputs, count: probeSet.count } : undefined;
+      const setup = flags.repair && probe ? await repairSetup(models[0], probe, engine) : null;
       let aligned: Params[];
       let how: string;
       let plain: Record<string, Tensor>;
       let merged: Record<string, Tensor>;
       let corrections: LayerCorrection[] = [];
       try {
-        ({ aligned, how } = await alignAll(ctx, models, spec, flags));
+        ({ aligned, how } = await alignAll(ctx, models, spec, flags, probe));
         const weights = aligned.length === 2 ? [1 - flags.alpha, flags.alpha] : aligned.map(() => 1 / aligned.length);
         plain = aligned.length === 2 ? interpolate(aligned[0], aligned[1], flags.alpha) : averageParams(aligned);
         merged = plain;
@@ -231,7 +232,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       }
 
       const summary = `merged ${paths.length} models (${how}${paths.length === 2 ? `, alpha ${flags.alpha}` : ', uniform average'}${flags.repair ? `, repaired (${repairMode}, ${corrections.length} layers)` : ''}) -> ${written.join(', ')}`;
-      if (flags.json || g.json) {
+      if (flags.json) {
         ctx.out(
           JSON.stringify(
             {

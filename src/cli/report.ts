@@ -4,22 +4,22 @@
  * curve(s) and barrier alone. Both are measurements: no input is written to.
  */
 import { Command } from 'commander';
+import type { Params } from '../tensor.js';
 import { alignmentReport, reportToJson, type AlignMethod } from '../measure/alignment-report.js';
-import { alphaGrid, barrierOf, interpolate, sweep, type CurvePoint } from '../measure/barrier.js';
+import { barrierOf, sweep, type CurvePoint } from '../measure/barrier.js';
 import { formatReport } from '../report/text.js';
 import { renderHtmlReport } from '../report/html.js';
 import { sliceDataset } from '../data/dataset.js';
-import { writeFileAtomic, assertNotInput } from '../io/atomic.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { formatNumber } from '../measure/checks.js';
 import { readModels } from './model-file.js';
-import { resolveData, resolveRunner, resolveSpec } from './resolve.js';
+import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec } from './resolve.js';
 import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
 import { reductionPercent } from '../measure/barrier.js';
 import { repairedSweep, type RepairedSweepOptions } from '../merge/repair-sweep.js';
-import { measureEndpoints } from '../merge/repair.js';
-import { repairSetup, parseRepairMode, type RepairSetup } from './merge.js';
+import { repairSetup, parseRepairMode } from './merge.js';
 
 interface MeasureFlags {
   scale?: number;
@@ -50,13 +50,15 @@ function measureOptions(cmd: Command): Command {
     .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
 }
 
-async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean) {
+async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean, outputs: (string | undefined)[] = []) {
   const ctx = makeContext(g);
   const models = readModels(paths);
   const spec = resolveSpec(flags.spec, models);
+  // Before any work: no output may land on a file this command reads.
+  const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
+  assertOutputs(outputs, inputs);
   const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
   const engine = await ctx.engine();
-  const runner = await resolveRunner(models[0], spec, engine);
   const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
   const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));
   const probe = { inputs: probeSet.inputs, count: probeSet.count };
@@ -76,19 +78,20 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
         mode: repairMode,
         onPoint: (i, n) => ctx.progress.update('interpolating with repair', i, n),
       };
-      // A graph with BatchNorm nodes is repaired by its setup's own repair (BN resets in graph order).
-      const curve = setup.batchNorm.length === 0 ? await repairedSweep(sweepOptions) : await setupSweep(sweepOptions, setup.repair);
+      // The setup's own repair: REPAIR of its layers and, for graphs that keep BatchNorm, the BN resets.
+      const curve = await repairedSweep({ ...sweepOptions, repair: setup.repair });
       ctx.progress.done();
       return curve;
     } finally {
       await setup.dispose();
     }
   };
+  const runner = await resolveRunner(models[0], spec, engine);
   try {
     if (!align) {
       const curve = await sweep(models[0].params, models[1].params, flags.points, (p) => runner.evaluate(p, evalData), (i, n) => ctx.progress.update('interpolating', i, n));
       ctx.progress.done();
-      return { ctx, data, spec, curve, report: null, repairedCurve: await repaired(models[1].params), repairMode };
+      return { ctx, data, spec, curve, report: null, repairedCurve: await repaired(models[1].params), repairMode, inputs };
     }
     const report = await alignmentReport({
       a: models[0].params,
@@ -103,34 +106,29 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
       maxIter: flags.maxIter,
       engine,
       title: `${paths[1]} aligned to ${paths[0]} (${flags.method} matching)`,
-      selfRun: paths[0] === paths[1],
+      // Align-to-self applies when B is A: the same file, or the same weights under another name.
+      selfRun: sameParams(models[0].params, models[1].params),
       onStage: (stage, done, total) => ctx.progress.update(stage, done, total),
     });
     ctx.progress.done();
     const repairedCurve = await repaired(applyPermutation(spec.spec, report.perms, models[1].params));
-    return { ctx, data, spec, curve: null, report, repairedCurve, repairMode };
+    return { ctx, data, spec, curve: null, report, repairedCurve, repairMode, inputs };
   } finally {
     await runner.dispose?.();
   }
 }
 
-/**
- * repairedSweep (repair-sweep.ts) with a setup's own repair: the interior α renormalised, the endpoints
- * evaluated as they are, the endpoints' statistics measured once when a layer needs them as targets.
- */
-async function setupSweep(o: RepairedSweepOptions, repair: RepairSetup['repair']): Promise<CurvePoint[]> {
-  const endpointStats = o.layers.length > 0 ? await measureEndpoints(o.stats, [o.a, o.b]) : undefined;
-  const grid = alphaGrid(o.points);
-  const curve: CurvePoint[] = [];
-  for (let i = 0; i < grid.length; i++) {
-    const alpha = grid[i];
-    const params =
-      alpha === 0 ? o.a : alpha === 1 ? o.b : (await repair({ merged: interpolate(o.a, o.b, alpha), endpoints: [o.a, o.b], alpha, mode: o.mode, endpointStats })).params;
-    const e = await o.evaluate(params, alpha);
-    curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
-    o.onPoint?.(i + 1, grid.length);
-  }
-  return curve;
+/** Whether two param sets are the same weights, bit for bit (then aligning one to the other is align-to-self). */
+function sameParams(a: Params, b: Params): boolean {
+  const names = Object.keys(a);
+  if (names.length !== Object.keys(b).length) return false;
+  return names.every((k) => {
+    const [x, y] = [a[k].data, b[k]?.data];
+    if (y === undefined || x.length !== y.length) return false;
+    const [ux, uy] = [new Uint32Array(x.buffer, x.byteOffset, x.length), new Uint32Array(y.buffer, y.byteOffset, y.length)];
+    for (let i = 0; i < ux.length; i++) if (ux[i] !== uy[i]) return false;
+    return true;
+  });
 }
 
 function curveTable(title: string, curve: readonly CurvePoint[]): string {
@@ -163,7 +161,7 @@ export function barrierCommand(globals: () => GlobalOptions): Command {
             midpoint: midpoints(base, repairedCurve),
           }
         : null;
-      if (flags.json || g.json) {
+      if (flags.json) {
         ctx.out(
           JSON.stringify(
             {
@@ -218,19 +216,17 @@ export function reportCommand(globals: () => GlobalOptions): Command {
     .option('--check', 'exit with code 1 when any check fails')
     .action(async (a: string, b: string, flags: MeasureFlags) => {
       const g = globals();
-      for (const out of [flags.html, typeof flags.json === 'string' ? flags.json : undefined]) {
-        if (out) assertNotInput(out, [a, b]);
-      }
-      const { ctx, data, report } = await measure([a, b], flags, g, true);
+      const jsonFile = typeof flags.json === 'string' ? flags.json : undefined;
+      const { ctx, data, report, inputs } = await measure([a, b], flags, g, true, [flags.html, jsonFile]);
       if (!report) return;
       const json = { data: { name: data.name, count: data.count, preprocessing: data.preprocessing }, report: reportToJson(report) };
-      if (typeof flags.json === 'string') writeFileAtomic(flags.json, new TextEncoder().encode(JSON.stringify(json, null, 2)), { inputs: [a, b] });
+      if (jsonFile) writeFileAtomic(jsonFile, new TextEncoder().encode(JSON.stringify(json, null, 2)), { inputs });
       if (flags.html) {
         const html = renderHtmlReport([report], { title: `rebasin report: ${b} aligned to ${a}`, subtitle: `${data.name}, ${data.count} examples (${data.preprocessing})` });
-        writeFileAtomic(flags.html, new TextEncoder().encode(html), { inputs: [a, b] });
+        writeFileAtomic(flags.html, new TextEncoder().encode(html), { inputs });
         ctx.info(`wrote ${flags.html}`);
       }
-      if (flags.json === true || g.json) ctx.out(JSON.stringify(json, null, 2));
+      if (flags.json === true) ctx.out(JSON.stringify(json, null, 2));
       else ctx.out(`data: ${data.name}, ${data.count} examples (${data.preprocessing})\n\n${formatReport(report, { color: ctx.color })}`);
       if (flags.check && report.checks.some((c) => c.status === 'FAIL')) process.exitCode = EXIT_CHECK_FAILED;
     });

@@ -21,7 +21,7 @@ export function specCommand(globals: () => GlobalOptions): Command {
       const { spec, source, files } = resolveSpec(flags.spec, models);
       const json = specToJson(spec, { kind: source, description: `derived by rebasin from ${path}` });
       if (flags.output) writeFileAtomic(flags.output, new TextEncoder().encode(json), { inputs: [...models[0].files, ...files] });
-      if (flags.json || g.json) ctx.out(json);
+      if (flags.json) ctx.out(json);
       else ctx.out(`${path}: spec from ${source}\n${formatSpecTable(spec, models[0].params)}`);
     });
 }

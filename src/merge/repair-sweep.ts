@@ -4,8 +4,11 @@
  * would only round them), and their statistics are measured once for the whole sweep.
  */
 import type { Params } from '../tensor.js';
-import { interpolate, alphaGrid, type CurvePoint, type Evaluation } from '../measure/barrier.js';
-import { measureEndpoints, repairMerged, type RepairLayer, type RepairMode, type StatsFn } from './repair.js';
+import { sweep, type CurvePoint, type Evaluation } from '../measure/barrier.js';
+import { measureEndpoints, repairMerged, type LayerStats, type RepairLayer, type RepairMode, type RepairResult, type StatsFn } from './repair.js';
+
+/** One repair of an interpolated net (the default is repairMerged over `layers`). */
+export type RepairFn = (r: { merged: Params; endpoints: readonly Params[]; alpha: number; mode?: RepairMode; endpointStats: readonly LayerStats[] }) => Promise<RepairResult>;
 
 export interface RepairedSweepOptions {
   a: Params;
@@ -16,25 +19,23 @@ export interface RepairedSweepOptions {
   stats: StatsFn;
   layers: readonly RepairLayer[];
   mode?: RepairMode;
+  /** How to repair one interpolated net; default repairMerged over `layers` with `stats`. */
+  repair?: RepairFn;
   onPoint?: (done: number, total: number) => void;
 }
 
 export async function repairedSweep(o: RepairedSweepOptions): Promise<CurvePoint[]> {
   const endpointStats = await measureEndpoints(o.stats, [o.a, o.b]);
-  const grid = alphaGrid(o.points);
-  const curve: CurvePoint[] = [];
-  for (let i = 0; i < grid.length; i++) {
-    const alpha = grid[i];
-    let params: Params;
-    if (alpha === 0) params = o.a;
-    else if (alpha === 1) params = o.b;
-    else {
-      const merged = interpolate(o.a, o.b, alpha);
-      params = (await repairMerged({ merged, endpoints: [o.a, o.b], alpha, stats: o.stats, layers: o.layers, mode: o.mode, endpointStats })).params;
-    }
-    const e = await o.evaluate(params, alpha);
-    curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
-    o.onPoint?.(i + 1, grid.length);
-  }
-  return curve;
+  const repair: RepairFn = o.repair ?? ((r) => repairMerged({ ...r, stats: o.stats, layers: o.layers }));
+  return sweep(
+    o.a,
+    o.b,
+    o.points,
+    async (params, alpha) => {
+      if (alpha === 0 || alpha === 1) return o.evaluate(params, alpha);
+      const repaired = await repair({ merged: params, endpoints: [o.a, o.b], alpha, mode: o.mode, endpointStats });
+      return o.evaluate(repaired.params, alpha);
+    },
+    o.onPoint,
+  );
 }
