@@ -27,6 +27,7 @@ export { readOnnxFile, writeOnnxFile } from './io/onnx-file.js';
 export { trainMlp } from './train/mlp-trainer.js';
 export { mergeMany, averageParams } from './merge/merge-many.js';
 export { repairMerged, type RepairLayer } from './merge/repair.js';
+export { resetBatchNormStats } from './merge/batchnorm.js';
 export { specFromOnnx } from './spec/onnx-graph.js';
 export { createOnnxRunner } from './engine/onnx-runner.js';
 export { renderHtmlReport } from './report/html.js';

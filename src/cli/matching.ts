@@ -32,7 +32,7 @@ export function withMatchingOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--method <m>', 'how to align B to A').choices(METHODS).default('weight'))
     .option('--spec <s>', 'auto (from the ONNX graph or state-dict names) | mlp | resnet | vgg | a spec JSON file', 'auto')
-    .option('--seed <n>', 'seed of the matching order (and of the random permutation in the invariance check)', parseIntOption('--seed', 0), 0)
+    .option('--seed <n>', 'seed of the matching order, of the random permutation in the invariance check, and of --data synthetic', parseIntOption('--seed', 0), 0)
     .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100);
 }
 

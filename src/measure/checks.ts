@@ -1,6 +1,6 @@
 /**
  * The three PASS/FAIL checks of the alignment report and its verdict, with every threshold stated
- * (the second seed's, see DESIGN.md "Parity").
+ * (the second seed's, see DESIGN.md, "Parity with the second seed's report").
  */
 export const THRESHOLDS = {
   /** Max abs output drift allowed when B is replaced by a randomly permuted B (float rounding only). */
