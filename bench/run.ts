@@ -1,12 +1,16 @@
 /**
- * `npm run bench`: the linear-assignment benchmark, then the weight-matching benchmark, each against its
- * numpy/scipy reference on the same inputs and machine. Prints one table per section with ratios.
+ * `npm run bench`: the linear-assignment benchmark, weight matching of MLP pairs, weight matching of ResNet
+ * pairs, and the MLP barrier sweep, each against its numpy/scipy reference on the same inputs and machine.
+ * Prints one table per section with ratios.
  *
- *   npm run bench                     full run (LAP n = 256/1024/2048/4096; weight matching up to width 2048)
- *   npm run bench -- --quick          LAP n = 256/1024; weight matching without the 2048-wide cases (< ~3 min)
+ *   npm run bench                     full run (LAP n = 256/1024/2048/4096; MLP matching up to width 2048;
+ *                                     ResNet-20×4 and ResNet-50-shaped pairs; the 25-point sweep, 3 runs)
+ *   npm run bench -- --quick          LAP n = 256/1024; MLP matching without width 2048; ResNet-20×4 only;
+ *                                     one sweep run (< ~3 min once the sweep's pair is trained and cached)
  *   npm run bench -- --write          also replace the results section of BENCHMARKS.md with this run
- *   npm run bench -- --threads N      matmul threads on both sides of weight matching (default 2)
- *   npm run bench -- --skip-lap | --skip-wm
+ *   npm run bench -- --threads N      matmul threads on both sides of matching and the sweep (default 2)
+ *   npm run bench -- --ref-timeout S  cap of each ResNet reference process (default 300 s)
+ *   npm run bench -- --skip-lap | --skip-wm | --skip-resnet | --skip-sweep
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -14,6 +18,8 @@ import { availableParallelism, loadavg, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runLapBench, formatLapBench } from './lap.js';
 import { runWmBench, formatWmBench, wmCases, referenceBlas, referenceEnv } from './wm.js';
+import { runResnetBench, formatResnetBench, resnetCases } from './resnet.js';
+import { runSweepBench, formatSweepBench, sweepCase } from './sweep.js';
 
 const BENCHMARKS_MD = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 const START = '<!-- bench:results:start -->';
@@ -83,6 +89,9 @@ async function main(): Promise<void> {
   const t = args.indexOf('--threads');
   const threads = t >= 0 ? Number(args[t + 1]) : 2;
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads needs a positive integer, got ${args[t + 1]}`);
+  const rt = args.indexOf('--ref-timeout');
+  const refTimeout = rt >= 0 ? Number(args[rt + 1]) : 300;
+  if (!(refTimeout > 0)) throw new Error(`--ref-timeout needs a positive number of seconds, got ${args[rt + 1]}`);
   const write = args.includes('--write');
   const m = machine();
   const started = new Date();
@@ -112,9 +121,18 @@ async function main(): Promise<void> {
     wmTable = formatWmBench(rows);
     blas = referenceBlas(rows);
   }
+  let resnetTable: string | null = null;
+  if (!args.includes('--skip-resnet')) {
+    resnetTable = formatResnetBench(runResnetBench(resnetCases(quick, threads, refTimeout), progress));
+  }
+  let sweepTable: string | null = null;
+  if (!args.includes('--skip-sweep')) {
+    sweepTable = formatSweepBench(runSweepBench(sweepCase(quick, threads), progress));
+  }
   const seconds = (Date.now() - started.getTime()) / 1000;
   say(`- load average at end: ${load()}; whole run ${seconds.toFixed(0)} s`);
   if (blas) say(`- weight matching, reference numpy BLAS (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for it): ${blas}; ours: ONNX Runtime, ${threads} intra-op thread(s)`);
+  if (resnetTable !== null || sweepTable !== null) say(`- ResNet matching and the sweep: ${threads} thread(s) on both sides (ONNX Runtime intra-op / OPENBLAS_NUM_THREADS)`);
   if (lapTable !== null) {
     say();
     say('### Linear assignment: ours vs scipy.optimize.linear_sum_assignment (single thread both)');
@@ -131,6 +149,23 @@ async function main(): Promise<void> {
     say('Times: best of the runs, matching only. Ratios < 1× mean ours is faster.');
     say();
     say(wmTable);
+  }
+  if (resnetTable !== null) {
+    say();
+    say('### Weight matching of ResNet pairs: ours vs the reference (bench/resnet.ts)');
+    say();
+    say('ref= follows our visiting order. Times: matching only, best of the runs. Peak RSS: high-water mark reset once');
+    say('both models are in memory, read after matching (so it is two models + runtime + what matching needs).');
+    say();
+    say(resnetTable);
+  }
+  if (sweepTable !== null) {
+    say();
+    say('### Loss-barrier sweep of a trained MLP pair: ours vs bench/reference/sweep.py (bench/sweep.ts)');
+    say();
+    say('Times: the 25-point sweep only (weights and test set in memory), best of the runs.');
+    say();
+    say(sweepTable);
   }
   if (write) {
     writeResults(out.join('\n'));
