@@ -25,8 +25,7 @@
  *   node dist/bench/resnet.js [--quick] [--threads N] [--ref-timeout S] [--only PREFIX]   e.g. --only resnet50-shaped
  *   node dist/bench/resnet.js --child CASE_JSON DIR [--write-problem]     one run of ours (prints JSON)
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,7 +36,8 @@ import { inversePermutation } from '../src/permute.js';
 import { createRng } from '../src/random.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
-import { plantedPair, referenceEnv, referenceMissing, writeProblem, type Outcome } from './wm.js';
+import { plantedPair, referenceEnv, referenceMissing, writeProblem } from './wm.js';
+import { fastest, procStatus, recovered, resetPeak, spawnJson, type Outcome } from './child.js';
 
 export type ResnetArch = 'resnet20x4' | 'resnet50-shaped';
 
@@ -206,20 +206,6 @@ export function randomResnet(shapes: readonly Shape[], seed: number): Record<str
 
 // ------------------------------------------------------------------------------------------ child: ours
 
-function procStatus(key: 'VmHWM' | 'VmRSS'): number {
-  const m = new RegExp(`^${key}:\\s*(\\d+)\\s*kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-/** Resets this process's peak-RSS mark (Linux ≥ 4.0), so VmHWM afterwards covers matching only. */
-function resetPeak(): void {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    /* not Linux: the peak then includes input generation */
-  }
-}
-
 async function runOursChild(c: ResnetCase, dir: string, writeFiles: boolean): Promise<void> {
   const shapes = shapesOf(c.arch);
   const a = randomResnet(shapes, 1000 + c.seed);
@@ -257,14 +243,7 @@ async function runOursChild(c: ResnetCase, dir: string, writeFiles: boolean): Pr
   const maxRssMiB = procStatus('VmHWM');
   passStarts.push(end);
   const passSeconds = passStarts.slice(1).map((t, i) => (t - passStarts[i]) / 1000);
-  let plantedRecovered: number | null = null;
-  let units = 0;
-  for (const p of Object.values(res.perms)) units += p.length;
-  if (truth) {
-    let hit = 0;
-    for (const [p, want] of Object.entries(truth)) for (let i = 0; i < want.length; i++) if (res.perms[p][i] === want[i]) hit++;
-    plantedRecovered = hit / units;
-  }
+  const plantedRecovered = recovered(res.perms, truth).fraction;
   if (writeFiles) {
     writeProblem(dir, spec, a, b);
     writeFileSync(join(dir, 'orders.json'), JSON.stringify(res.history.map((h) => h.order)));
@@ -320,20 +299,6 @@ print(json.dumps({'objectiveBefore': before, 'objectiveAfter': ref['objective'](
                   'maxRssMiB': peak, 'perms': {p: v.tolist() for p, v in perm.items()}}))
 `;
 
-function spawnJson<T>(cmd: string, args: string[], timeoutS: number, env?: NodeJS.ProcessEnv): Outcome<T> {
-  const r = spawnSync(cmd, args, {
-    encoding: 'utf8',
-    env: env ?? process.env,
-    timeout: timeoutS * 1000,
-    maxBuffer: 256 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { ok: false, reason: `capped at ${timeoutS} s` };
-  if (r.error) return { ok: false, reason: r.error.message };
-  if (r.status !== 0) return { ok: false, reason: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200) };
-  return { ok: true, value: JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T };
-}
-
 function runOurs(c: ResnetCase, dir: string, first: boolean): Outcome<ResnetOurs> {
   const args = ['--expose-gc', SELF, '--child', JSON.stringify(c), dir];
   if (first) args.push('--write-problem');
@@ -342,13 +307,6 @@ function runOurs(c: ResnetCase, dir: string, first: boolean): Outcome<ResnetOurs
 
 function runReference(c: ResnetCase, dir: string): Outcome<ResnetRef> {
   return spawnJson<ResnetRef>('python3', ['-c', REF_WRAPPER, REFERENCE, dir, join(dir, 'orders.json')], c.refTimeoutS, referenceEnv(c.threads));
-}
-
-function fastest<T extends { seconds: number; maxRssMiB: number }>(runs: readonly Outcome<T>[]): Outcome<T> {
-  const ok = runs.filter((r): r is { ok: true; value: T } => r.ok).map((r) => r.value);
-  if (ok.length === 0) return runs[0] ?? { ok: false, reason: 'not run' };
-  const best = ok.reduce((x, y) => (y.seconds < x.seconds ? y : x));
-  return { ok: true, value: { ...best, maxRssMiB: Math.max(...ok.map((r) => r.maxRssMiB)) } };
 }
 
 export function runResnetBench(cases: readonly ResnetCase[], log: (line: string) => void = () => {}): ResnetRow[] {

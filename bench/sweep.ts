@@ -18,8 +18,7 @@
  *   node dist/bench/sweep.js [--quick] [--threads N]
  *   node dist/bench/sweep.js --child JSON DIR        one run of ours (prints JSON)
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -36,7 +35,8 @@ import { sweep, barrierOf, type CurvePoint } from '../src/measure/barrier.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { paramsToSafetensors, serializeSafetensors, toParams } from '../src/io/safetensors.js';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
-import { referenceEnv, referenceMissing, type Outcome } from './wm.js';
+import { referenceEnv, referenceMissing } from './wm.js';
+import { fastest, procStatus, resetPeak, spawnJson, type Outcome } from './child.js';
 
 export interface SweepCase {
   readonly hidden: readonly number[];
@@ -81,19 +81,6 @@ export function sweepCase(quick: boolean, threads = 2): SweepCase {
 }
 
 // ------------------------------------------------------------------------------------------ child: ours
-
-function procStatus(key: 'VmHWM' | 'VmRSS'): number {
-  const m = new RegExp(`^${key}:\\s*(\\d+)\\s*kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function resetPeak(): void {
-  try {
-    writeFileSync('/proc/self/clear_refs', '5');
-  } catch {
-    /* not Linux */
-  }
-}
 
 function cachePath(c: SweepCase, seed: number): string {
   return join(OUT, `sweep-mlp-${c.hidden.join('x')}-e${c.epochs}-seed${seed}.safetensors`);
@@ -166,27 +153,6 @@ async function runOursChild(c: SweepCase, dir: string, writeFiles: boolean): Pro
 }
 
 // ------------------------------------------------------------------------------------------ the parent
-
-function spawnJson<T>(cmd: string, args: string[], timeoutS: number, env?: NodeJS.ProcessEnv): Outcome<T> {
-  const r = spawnSync(cmd, args, {
-    encoding: 'utf8',
-    env: env ?? process.env,
-    timeout: timeoutS * 1000,
-    maxBuffer: 64 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { ok: false, reason: `capped at ${timeoutS} s` };
-  if (r.error) return { ok: false, reason: r.error.message };
-  if (r.status !== 0) return { ok: false, reason: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200) };
-  return { ok: true, value: JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T };
-}
-
-function fastest<T extends { seconds: number; maxRssMiB: number }>(runs: readonly Outcome<T>[]): Outcome<T> {
-  const ok = runs.filter((r): r is { ok: true; value: T } => r.ok).map((r) => r.value);
-  if (ok.length === 0) return runs[0] ?? { ok: false, reason: 'not run' };
-  const best = ok.reduce((x, y) => (y.seconds < x.seconds ? y : x));
-  return { ok: true, value: { ...best, maxRssMiB: Math.max(...ok.map((r) => r.maxRssMiB)) } };
-}
 
 /** Whether the Fashion-MNIST files are installed; a reason when not. */
 function dataMissing(): string | null {

@@ -49,6 +49,7 @@ import type { MatmulEngine } from '../src/engine/matmul.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { writeProblem } from './reference/problem.js';
+import { recovered, type Outcome } from './child.js';
 
 export { writeProblem };
 
@@ -105,7 +106,7 @@ export interface RefRun {
   readonly blas: string;
 }
 
-export type Outcome<T> = { ok: true; value: T } | { ok: false; reason: string };
+export type { Outcome } from './child.js';
 
 export interface WmBenchRow {
   readonly wmCase: WmCase;
@@ -246,14 +247,7 @@ async function runOursChild(c: WmCase, dir: string, warm: boolean, writeFiles: b
     await weightMatching({ spec, paramsA: a, paramsB: b, seed: 0, engine });
     warmSeconds = (performance.now() - t1) / 1000;
   }
-  let plantedRecovered: number | null = null;
-  let units = 0;
-  for (const p of Object.values(res.perms)) units += p.length;
-  if (truth) {
-    let hit = 0;
-    for (const [p, want] of Object.entries(truth)) for (let i = 0; i < want.length; i++) if (res.perms[p][i] === want[i]) hit++;
-    plantedRecovered = hit / units;
-  }
+  const { fraction: plantedRecovered, units } = recovered(res.perms, truth);
   // Files for the reference are written after the peak-RSS reading, so they do not count towards it.
   if (writeFiles) {
     writeProblem(dir, spec, a, b);
