@@ -99,8 +99,8 @@ export function writeAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: n
 
 /**
  * writeAxisFirst of `t` after gathering its other axes: `index[d]` (or null for none) is applied to axis d
- * as by take(), and `index[axis]` is ignored. Matrices and vectors are gathered and laid out in one pass,
- * without the intermediate copies take() would make; higher ranks take that route.
+ * as by take(), and `index[axis]` is ignored. Matrices and conv-shaped tensors are gathered and laid out in
+ * one pass, without the intermediate copies take() would make; other layouts take that route.
  */
 export function writeGatheredAxisFirst(
   t: Tensor,
@@ -111,22 +111,31 @@ export function writeGatheredAxisFirst(
   col: number,
 ): void {
   const src = t.data;
-  if (t.shape.length === 2) {
-    const [rows, cols] = t.shape;
+  // Matrices, and tensors whose permuted axes are among the first two (conv weights O×I×kH×kW): view them
+  // as d0 × d1 × block and gather the two leading axes while copying whole blocks.
+  const rank = t.shape.length;
+  if (rank >= 2 && axis <= 1 && index.slice(2).every((q) => q === null)) {
+    const [d0, d1] = t.shape;
+    let block = 1;
+    for (let d = 2; d < rank; d++) block *= t.shape[d];
     if (axis === 0) {
       const q = index[1];
-      for (let i = 0; i < rows; i++) {
-        const from = i * cols;
+      for (let i = 0; i < d0; i++) {
         const to = i * ld + col;
-        if (q) for (let j = 0; j < cols; j++) dst[to + j] = src[from + q[j]];
-        else copyRun(src, from, dst, to, cols);
+        for (let j = 0; j < d1; j++) copyRun(src, (i * d1 + (q ? q[j] : j)) * block, dst, to + j * block, block);
+      }
+    } else if (block === 1) {
+      const q = index[0];
+      for (let o = 0; o < d0; o++) {
+        const from = (q ? q[o] : o) * d1;
+        const to = col + o;
+        for (let i = 0; i < d1; i++) dst[i * ld + to] = src[from + i];
       }
     } else {
       const q = index[0];
-      for (let o = 0; o < rows; o++) {
-        const from = (q ? q[o] : o) * cols;
-        const to = col + o;
-        for (let i = 0; i < cols; i++) dst[i * ld + to] = src[from + i];
+      for (let o = 0; o < d0; o++) {
+        const from = (q ? q[o] : o) * d1;
+        for (let i = 0; i < d1; i++) copyRun(src, (from + i) * block, dst, i * ld + col + o * block, block);
       }
     }
     return;

@@ -110,12 +110,23 @@ test('validateSpec: missing tensor, rank mismatch and A/B shape mismatch are nam
 });
 
 test('writeGatheredAxisFirst equals take on the other axes, then the axis-first view, for ranks 1 to 4', () => {
-  const shapes = [[5], [4, 6], [3, 4, 5], [4, 3, 2, 3]];
-  shapes.forEach((shape, s) => {
+  // Each shape with its permuted axes: the conv-shaped cases (only axes 0 and 1 permuted) take the fast
+  // block path, the others the general one.
+  const cases: [number[], number[]][] = [
+    [[5], [0]],
+    [[4, 6], [0, 1]],
+    [[4, 6], [1]],
+    [[3, 4, 5], [0, 2]],
+    [[4, 3, 2, 3], [0, 1]],
+    [[4, 3, 2, 3], [1]],
+    [[4, 3, 2, 3], [0, 1, 3]],
+    [[4, 3, 1, 1], [0, 1]],
+  ];
+  cases.forEach(([shape, permuted], s) => {
     const n = shape.reduce((x, y) => x * y, 1);
     const t: Tensor = { shape, data: Float32Array.from({ length: n }, (_, i) => i + 0.5) };
     for (let axis = 0; axis < shape.length; axis++) {
-      const index = shape.map((d, k) => (k === axis || (k + s) % 3 === 2 ? null : randomPermutation(d, 10 * s + k)));
+      const index = shape.map((d, k) => (k === axis || !permuted.includes(k) ? null : randomPermutation(d, 10 * s + k)));
       let expected: Tensor = t;
       index.forEach((q, k) => {
         if (q) expected = take(expected, q, k);

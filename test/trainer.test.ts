@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { trainMlp, mlpGradients } from '../src/train/mlp-trainer.js';
-import { mlpArch, mlpForward, crossEntropy, initMlp } from '../src/model/mlp.js';
+import { mlpArch, mlpForward, crossEntropy, initMlp, relu } from '../src/model/mlp.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { threeClusters } from '../src/data/synthetic.js';
@@ -56,4 +56,11 @@ test('training on the 3-cluster task learns it, deterministically, on both engin
   }
   assert.notDeepEqual(a.params['fc1.weight'].data, c.params['fc1.weight'].data);
   await ort.dispose?.();
+});
+
+test('relu clears exactly the negative values', () => {
+  const x = Float32Array.from([-2, -1e-30, -0, 0, 1e-30, 3, -Infinity, Infinity, -1e38]);
+  relu(x);
+  assert.deepEqual(Array.from(x), [0, 0, 0, 0, 1e-30, 3, 0, Infinity, 0].map((v) => Math.fround(v)));
+  assert.ok(Object.is(x[2], 0), '−0 becomes +0');
 });
