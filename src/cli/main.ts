@@ -3,6 +3,7 @@
  * The rebasin command line. Results go to stdout, progress and messages to stderr.
  * Exit codes: 0 ok, 1 a failed check (only with --check), 2 bad usage or bad input.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isInputError } from '../errors.js';
 import { EXIT_USAGE, type GlobalOptions } from './common.js';
@@ -13,10 +14,19 @@ import { barrierCommand, reportCommand } from './report.js';
 import { specCommand } from './spec.js';
 import { trainCommand } from './train.js';
 
+/** The version in package.json (dist/src/cli/main.js sits three folders below it). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('rebasin')
     .description('Align the hidden units of independently trained networks (Git Re-Basin), measure the loss barrier, and merge them.')
-    .version('0.1.0')
+    .version(packageVersion())
     .option('-q, --quiet', 'no progress or messages on stderr')
     .option('--debug', 'show stack traces for errors')
     .showHelpAfterError('(run with --help for usage)')
