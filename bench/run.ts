@@ -10,7 +10,8 @@
  *   npm run bench -- --write          also replace the results section of BENCHMARKS.md with this run
  *   npm run bench -- --threads N      matmul threads on both sides of matching and the sweep (default 2)
  *   npm run bench -- --ref-timeout S  cap of each ResNet reference process (default 300 s)
- *   npm run bench -- --skip-lap | --skip-wm | --skip-resnet | --skip-sweep
+ *   npm run bench -- --skip-lap | --skip-wm | --skip-resnet | --skip-sweep | --skip-stream
+ *                                     (the streamed-matching memory run, bench/stream.ts, is full-run only)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { runLapBench, formatLapBench } from './lap.js';
 import { runWmBench, formatWmBench, wmCases, referenceBlas, referenceEnv } from './wm.js';
 import { runResnetBench, formatResnetBench, resnetCases } from './resnet.js';
 import { runSweepBench, formatSweepBench, sweepCase } from './sweep.js';
+import { runStreamBench, formatStreamBench, streamCases } from './stream.js';
 
 const BENCHMARKS_MD = fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
 const START = '<!-- bench:results:start -->';
@@ -129,6 +131,10 @@ async function main(): Promise<void> {
   if (!args.includes('--skip-sweep')) {
     sweepTable = formatSweepBench(runSweepBench(sweepCase(quick, threads), progress));
   }
+  let streamTable: string | null = null;
+  if (!quick && !args.includes('--skip-stream')) {
+    streamTable = formatStreamBench(runStreamBench(streamCases(false, threads), progress));
+  }
   const seconds = (Date.now() - started.getTime()) / 1000;
   say(`- load average at end: ${load()}; whole run ${seconds.toFixed(0)} s`);
   if (blas) say(`- weight matching, reference numpy BLAS (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for it): ${blas}; ours: ONNX Runtime, ${threads} intra-op thread(s)`);
@@ -166,6 +172,16 @@ async function main(): Promise<void> {
     say('Times: the 25-point sweep only (weights and test set in memory), best of the runs.');
     say();
     say(sweepTable);
+  }
+  if (streamTable !== null) {
+    say();
+    say('### Memory: matching a ResNet-50-shaped pair streamed from safetensors vs in memory (bench/stream.ts)');
+    say();
+    say('Each side in its own process, ONNX Runtime, same seed: streamed = ParamSources + weightMatchingStreamed +');
+    say('writePermutedSafetensors; in memory = what `align` does (read both files, weightMatching, write B).');
+    say('Peak = whole-process VmHWM (runtime included, never reset); one model = its float32 size.');
+    say();
+    say(streamTable);
   }
   if (write) {
     writeResults(out.join('\n'));

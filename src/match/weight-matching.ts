@@ -7,9 +7,14 @@
  *
  * where Xₐₓᵢₛ is X moved axis-first and flattened to n × (size/n). Passes visit the permutations in an
  * order drawn from the seed and stop after a full pass without improvement (or maxIter passes).
+ *
+ * The loop works on ParamSources (param-source.ts): in memory (weightMatching) or loaded tensor by tensor
+ * from files (weightMatchingFrom), so a model larger than memory runs the same code. Each step loads only
+ * its permutation's tensors, lays them into the product's operands and lets them go; what is held is the
+ * two operands of the widest step and one cost matrix, both allocated once.
  */
-import type { Params } from '../tensor.js';
-import { axisFirstMatrix, gatheredDot, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
+import type { Params, Tensor } from '../tensor.js';
+import { axisFirstMatrix, gatheredDot, sizeOf, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
@@ -19,6 +24,7 @@ import { solveAssignment, type WarmStart } from './lap.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
+import { paramsSource, shapeStubs, type ParamSource } from './param-source.js';
 
 /**
  * 'dot': the paper's objective Σ⟨A, P(B)⟩ over every tied axis.
@@ -92,25 +98,88 @@ export interface WeightMatchingResult {
 
 /** Σ over all tensors of ⟨A[t], P(B)[t]⟩ in float64. */
 export function matchingObjective(spec: PermutationSpec, perms: Perms, paramsA: Params, paramsB: Params): number {
+  return sourceObjective(spec, perms, paramsSource(paramsA), paramsSource(paramsB));
+}
+
+/** Σ over all tensors of ⟨A[t], P(B)[t]⟩ in float64, loading one pair of tensors at a time. */
+export function sourceObjective(spec: PermutationSpec, perms: Perms, sourceA: ParamSource, sourceB: ParamSource): number {
   let total = 0;
-  for (const [name, a] of Object.entries(paramsA)) {
-    const b = paramsB[name];
-    if (b === undefined) continue;
+  for (const name of sourceA.names) {
+    if (!sourceB.has(name)) continue;
     const index = (spec.axesToPerm[name] ?? []).map((q) => (q === null ? null : perms[q]));
-    total += gatheredDot(a, b, index);
+    total += sourceA.use(name, (a) => sourceB.use(name, (b) => gatheredDot(a, b, index)));
   }
   return total;
 }
 
+/** Row width k of permutation p's operands: Σ over its terms of (tensor size / n). */
+function operandWidth(spec: PermutationSpec, p: string, n: number, source: ParamSource): number {
+  let k = 0;
+  for (const { tensor } of spec.permToAxes[p]) k += sizeOf(source.shape(tensor)) / n;
+  return k;
+}
+
+/**
+ * The n × n float64 matrix C of one assignment step (see the module comment). The terms' axis-first views
+ * are laid side by side, A's in one n × K matrix and B's in another, so C is a single product A·Bᵀ; each
+ * term's tensors are loaded just before they are laid in and dropped right after.
+ */
+async function costMatrix(
+  spec: PermutationSpec,
+  p: string,
+  n: number,
+  perms: Perms,
+  sourceA: ParamSource,
+  sourceB: ParamSource,
+  engine: MatmulEngine,
+  scratch: Scratch,
+  costBuffer: Float64Array,
+): Promise<Float64Array> {
+  const k = operandWidth(spec, p, n, sourceA);
+  const a = scratch.get('a', n * k);
+  const b = scratch.get('b', n * k);
+  let col = 0;
+  for (const { tensor, axis } of spec.permToAxes[p]) {
+    sourceA.use(tensor, (t) => writeAxisFirst(t, axis, a, k, col));
+    const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
+    sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
+    col += sizeOf(sourceA.shape(tensor)) / n;
+  }
+  // Into a buffer reused by every step (the solver keeps no reference to it), as Float64Array.from would.
+  const cost = costBuffer.subarray(0, n * n);
+  cost.set(await engine.abt(a, n, b, n, k));
+  return cost;
+}
+
+/** The terms' tensors of permutation p from one source, as params (for the cosine norms, computed once). */
+function termParams(spec: PermutationSpec, p: string, source: ParamSource): Params {
+  const out: Record<string, Tensor> = {};
+  for (const { tensor } of spec.permToAxes[p]) out[tensor] ??= source.get(tensor);
+  return out;
+}
+
+export interface SourceMatchingOptions extends Omit<WeightMatchingOptions, 'paramsA' | 'paramsB'> {
+  sourceA: ParamSource;
+  sourceB: ParamSource;
+}
+
+/** Weight matching of params in memory. */
 export async function weightMatching(options: WeightMatchingOptions): Promise<WeightMatchingResult> {
-  const { spec, paramsA, paramsB } = options;
+  const { paramsA, paramsB, ...rest } = options;
+  return weightMatchingFrom({ ...rest, sourceA: paramsSource(paramsA, 'model A'), sourceB: paramsSource(paramsB, 'model B') });
+}
+
+/** Weight matching of params from sources (e.g. safetensors files read tensor by tensor). */
+export async function weightMatchingFrom(options: SourceMatchingOptions): Promise<WeightMatchingResult> {
+  const { spec, sourceA, sourceB } = options;
   const maxIter = options.maxIter ?? 100;
   const score = options.score ?? 'dot';
   const engine = options.engine ?? jsMatmul;
   const tol = options.tol ?? 1e-12;
-  validateSpec(spec, { label: 'model A', params: paramsA }, { label: 'model B', params: paramsB });
+  const shapesA = shapeStubs(sourceA);
+  validateSpec(spec, { label: 'model A', params: shapesA }, { label: 'model B', params: shapeStubs(sourceB) });
 
-  const sizes = permSizes(spec, paramsA);
+  const sizes = permSizes(spec, shapesA);
   const names = permNames(spec);
   const perms: Record<string, Int32Array> = identityPerms(sizes);
   if (options.initPerms) {
@@ -124,14 +193,30 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
   }
 
   // Cosine scores divide by per-unit norms. Permuting a unit's other axes reorders its weights without
-  // changing their length, so both norms are fixed for the whole run.
-  const unitNorms = score === 'cosine' ? computeUnitNorms(spec, names, sizes, paramsA, paramsB) : null;
+  // changing their length, so the norms are fixed for the whole run: computed once, a permutation at a time.
+  let unitNorms: Record<string, { a: Float64Array; b: Float64Array }> | null = null;
+  if (score === 'cosine') {
+    unitNorms = {};
+    for (const p of names) {
+      Object.assign(unitNorms, computeUnitNorms(spec, [p], sizes, termParams(spec, p, sourceA), termParams(spec, p, sourceB)));
+    }
+  }
 
-  const objectiveBefore = matchingObjective(spec, perms, paramsA, paramsB);
+  // The operands of the widest step, allocated once up front: growing them step by step would leave the
+  // outgrown buffers as garbage on top of the new ones, raising the peak this module exists to lower.
+  const scratch = new Scratch();
+  let widest = 0;
+  for (const p of names) widest = Math.max(widest, sizes[p] * operandWidth(spec, p, sizes[p], sourceA));
+  scratch.get('a', widest);
+  scratch.get('b', widest);
+  let largest = 0;
+  for (const p of names) largest = Math.max(largest, sizes[p]);
+  const costBuffer = new Float64Array(largest * largest);
+
+  const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
   let tracked = objectiveBefore;
   const rng = createRng(options.seed ?? 0);
   const history: PassRecord[] = [];
-  const scratch = new Scratch();
   const warm = new Map<string, WarmStart>();
   // A step's cost matrix depends only on the permutations that share a tensor with p. When none of them
   // changed since p was last solved, the matrix is the same, p is already optimal for it, and the step
@@ -159,7 +244,7 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
         continue;
       }
       solvedAt.set(p, clock);
-      const cost = await costMatrix(spec, p, n, perms, paramsA, paramsB, engine, scratch);
+      const cost = await costMatrix(spec, p, n, perms, sourceA, sourceB, engine, scratch, costBuffer);
       if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
       const current = perms[p];
       let oldL = 0;
@@ -181,7 +266,7 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
     tracked += passGain;
     history.push({
       pass,
-      objective: score === 'dot' ? tracked : matchingObjective(spec, perms, paramsA, paramsB),
+      objective: score === 'dot' ? tracked : sourceObjective(spec, perms, sourceA, sourceB),
       changed,
       gain: passGain,
       order: Array.from(order, (i) => names[i]),
@@ -197,43 +282,13 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
     iterations,
     converged,
     objectiveBefore,
-    objectiveAfter: matchingObjective(spec, perms, paramsA, paramsB),
+    objectiveAfter: sourceObjective(spec, perms, sourceA, sourceB),
     history,
   };
 }
 
-/**
- * The n × n float64 matrix C of one assignment step (see the module comment). The terms' axis-first views
- * are laid side by side, A's in one n × K matrix and B's in another, so C is a single product A·Bᵀ; the
- * two buffers are scratch space reused by every step.
- */
-export async function costMatrix(
-  spec: PermutationSpec,
-  p: string,
-  n: number,
-  perms: Perms,
-  paramsA: Params,
-  paramsB: Params,
-  engine: MatmulEngine,
-  scratch: Scratch = new Scratch(),
-): Promise<Float64Array> {
-  const terms = spec.permToAxes[p];
-  let k = 0;
-  for (const { tensor } of terms) k += paramsA[tensor].data.length / n;
-  const a = scratch.get('a', n * k);
-  const b = scratch.get('b', n * k);
-  let col = 0;
-  for (const { tensor, axis } of terms) {
-    writeAxisFirst(paramsA[tensor], axis, a, k, col);
-    const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
-    writeGatheredAxisFirst(paramsB[tensor], axis, index, b, k, col);
-    col += paramsA[tensor].data.length / n;
-  }
-  return Float64Array.from(await engine.abt(a, n, b, n, k));
-}
-
 /** Growable scratch buffers, so matching allocates its working memory once, not once per step. */
-export class Scratch {
+class Scratch {
   private readonly buffers = new Map<string, Float32Array>();
   get(key: string, size: number): Float32Array {
     let buf = this.buffers.get(key);

@@ -1,0 +1,109 @@
+/**
+ * Writing a permuted copy of a safetensors model without loading it: the header is read once, then each
+ * tensor is read, permuted, encoded back to its stored dtype and written before the next is read. The
+ * output is byte for byte what the in-memory path writes (readSafetensorsFile, toParams,
+ * applyPermutation, paramsToSafetensors with `like`, serialize): same header text, dtypes, order and
+ * metadata, non-float tensors copied as stored, unchanged F64 tensors keeping their full precision.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { InputError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import type { PermutationSpec } from '../spec/spec.js';
+import { validateSpec } from '../spec/spec.js';
+import { permutedTensor, type Perms } from '../permute.js';
+import { writeFileAtomic } from './atomic.js';
+import { decodeFloat, isFloatDtype } from './dtype.js';
+import { readSafetensorsHeader, readTensorSync } from './safetensors-fs.js';
+import {
+  paramsToSafetensors,
+  serializeSafetensorsChunks,
+  tensorByteLength,
+  type SafetensorsHeader,
+  type StoredTensor,
+} from './safetensors.js';
+
+export interface WritePermutedOptions {
+  /** The command's other input files, which the output must not overwrite (the input path always counts). */
+  readonly inputs?: readonly string[];
+}
+
+/**
+ * The prefix and header of the output: the writer's own header code, fed stand-ins of the right byte
+ * lengths (views of one buffer) so the data need not be in memory. The header depends only on names,
+ * dtypes, shapes, order and metadata, all of which permuting keeps.
+ */
+function headerChunk(header: SafetensorsHeader): Uint8Array {
+  let largest = 0;
+  for (const name of header.order) {
+    const info = header.tensors[name];
+    largest = Math.max(largest, tensorByteLength(info.dtype, info.shape) ?? 0);
+  }
+  const filler = new Uint8Array(largest);
+  const tensors: Record<string, StoredTensor> = Object.create(null);
+  for (const name of header.order) {
+    const info = header.tensors[name];
+    tensors[name] = { dtype: info.dtype, shape: info.shape, bytes: filler.subarray(0, tensorByteLength(info.dtype, info.shape) ?? 0) };
+  }
+  return serializeSafetensorsChunks({ tensors, metadata: header.metadata, order: header.order })[0];
+}
+
+/** One stored tensor, permuted and encoded exactly as paramsToSafetensors({like}) would encode it. */
+function permutedBytes(spec: PermutationSpec, perms: Perms, name: string, stored: StoredTensor): Uint8Array {
+  if (!isFloatDtype(stored.dtype)) return stored.bytes;
+  const t: Tensor = { shape: [...stored.shape], data: decodeFloat(stored.dtype, stored.bytes) };
+  const out = permutedTensor(spec, perms, name, t);
+  const like = { tensors: { [name]: stored }, metadata: null, order: [name] };
+  return paramsToSafetensors({ [name]: out }, { like }).tensors[name].bytes;
+}
+
+function checkPerms(spec: PermutationSpec, perms: Perms, header: SafetensorsHeader, label: string): void {
+  const stubs: Record<string, Tensor> = Object.create(null);
+  const empty = new Float32Array(0);
+  for (const name of header.order) {
+    if (isFloatDtype(header.tensors[name].dtype)) stubs[name] = { shape: header.tensors[name].shape, data: empty };
+  }
+  validateSpec(spec, { label, params: stubs });
+  for (const [p, axes] of Object.entries(spec.permToAxes)) {
+    const perm = perms[p];
+    const n = header.tensors[axes[0].tensor].shape[axes[0].axis];
+    if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
+    if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
+  }
+}
+
+/**
+ * Write P(model at inPath) to outPath atomically, holding one tensor (its bytes, float32 values and
+ * permuted copy) at a time. Throws an InputError before writing anything when the spec or perms do not
+ * fit the file.
+ */
+export function writePermutedSafetensors(
+  inPath: string,
+  outPath: string,
+  spec: PermutationSpec,
+  perms: Perms,
+  options: WritePermutedOptions = {},
+): void {
+  let fd: number;
+  try {
+    fd = openSync(inPath, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new InputError(`${inPath}: no such file`);
+    if (err.code !== undefined) throw new InputError(`cannot read ${inPath}: ${err.code}: ${err.message}`);
+    throw e;
+  }
+  try {
+    const header = readSafetensorsHeader(fd, inPath);
+    checkPerms(spec, perms, header, inPath);
+    function* chunks(): Generator<Uint8Array> {
+      yield headerChunk(header);
+      for (const name of header.order) {
+        const bytes = permutedBytes(spec, perms, name, readTensorSync(fd, header, name));
+        if (bytes.length > 0) yield bytes;
+      }
+    }
+    writeFileAtomic(outPath, chunks(), { inputs: [inPath, ...(options.inputs ?? [])] });
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,180 @@
+/** A ParamSource over a safetensors file: header parsed once, tensors read by offset on demand (Node). */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { InputError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { sizeOf } from '../tensor.js';
+import { decodeFloat, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { readSafetensorsHeader, readTensorSync } from '../io/safetensors-fs.js';
+import type { SafetensorsHeader } from '../io/safetensors.js';
+import { missing, type ParamSource } from './param-source.js';
+
+export interface SafetensorsSourceOptions {
+  /** Keep recently loaded tensors up to this many bytes of float32 (least recently used go first); default 0. */
+  readonly cacheBytes?: number;
+  /** Refuse NaN or infinite values with an InputError naming the tensor (as the CLI does on reading); default true. */
+  readonly requireFinite?: boolean;
+}
+
+export interface SafetensorsSource extends ParamSource {
+  readonly header: SafetensorsHeader;
+  /** Tensors of non-float dtypes (integer buffers, fp8, ...): not params, left as stored. */
+  readonly passthrough: readonly string[];
+  /** Tensors read from disk so far (cache hits not counted): lets tests and benchmarks see the traffic. */
+  readonly loads: number;
+}
+
+/** Reads tensor `name`'s bytes into `into` (its exact length) through `fd`, as readTensorSync does into a new buffer. */
+function readTensorInto(fd: number, header: SafetensorsHeader, name: string, into: Uint8Array): void {
+  const begin = header.dataStart + header.tensors[name].dataOffsets[0];
+  let done = 0;
+  while (done < into.length) {
+    let got: number;
+    try {
+      // Node caps one read near 2 GiB.
+      got = readSync(fd, into, done, Math.min(1 << 30, into.length - done), begin + done);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new InputError(`cannot read ${header.label}: ${err.code ?? ''} ${err.message}`.replace('  ', ' '));
+    }
+    if (got === 0) throw new InputError(`${header.label}: file ended while reading tensor ${JSON.stringify(name)} (was it changed meanwhile?)`);
+    done += got;
+  }
+}
+
+// Typed arrays use the host's byte order; safetensors is little-endian.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Open a safetensors file for reading tensor by tensor: the header is read and validated once, and each
+ * get() reads that tensor's bytes by offset through the open descriptor and converts F16/BF16/F64 to
+ * float32 (as toParams does). The float tensors are the params, in file order; others are passthrough.
+ */
+export function openSafetensorsSource(path: string, options: SafetensorsSourceOptions = {}): SafetensorsSource {
+  const cacheBytes = options.cacheBytes ?? 0;
+  const requireFinite = options.requireFinite ?? true;
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new InputError(`${path}: no such file`);
+    if (err.code !== undefined) throw new InputError(`cannot read ${path}: ${err.code}: ${err.message}`);
+    throw e;
+  }
+  let header: SafetensorsHeader;
+  try {
+    header = readSafetensorsHeader(fd, path);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  const names: string[] = [];
+  const passthrough: string[] = [];
+  for (const name of header.order) (isFloatDtype(header.tensors[name].dtype) ? names : passthrough).push(name);
+  const floats = new Set(names);
+  const has = (name: string): boolean => floats.has(name);
+  // Map iteration follows insertion order: re-inserting on a hit keeps the least recently used first.
+  const cache = new Map<string, Tensor>();
+  let cached = 0;
+  let loads = 0;
+
+  // use()'s buffers: raw bytes, and float32 values where the stored dtype is not F32. They grow to the
+  // largest tensor used and are then reused.
+  let rawBuffer = new Uint8Array(0);
+  let floatBuffer = new Float32Array(0);
+  let inUse = false;
+
+  /** Reads a tensor; into the reusable buffers when `reuse`, else into buffers of its own. */
+  const load = (name: string, reuse: boolean): Tensor => {
+    if (fd === null) throw new Error(`${path}: source is closed`);
+    const info = header.tensors[name];
+    const n = sizeOf(info.shape);
+    const length = info.dataOffsets[1] - info.dataOffsets[0];
+    let bytes: Uint8Array;
+    if (reuse) {
+      // Float64 is the widest dtype: 8-byte aligned growth keeps the F32 view below aligned.
+      if (rawBuffer.length < length) rawBuffer = new Uint8Array(Math.ceil(length / 8) * 8);
+      bytes = rawBuffer.subarray(0, length);
+      readTensorInto(fd, header, name, bytes);
+    } else {
+      bytes = readTensorSync(fd, header, name).bytes;
+    }
+    loads++;
+    let data: Float32Array;
+    if (info.dtype === 'F32' && LITTLE_ENDIAN_HOST) {
+      // The bytes are a buffer of our own at offset 0 (so aligned): view them instead of copying.
+      data = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+    } else if (reuse) {
+      if (floatBuffer.length < n) floatBuffer = new Float32Array(n);
+      data = decodeFloat(info.dtype as FloatDtype, bytes, floatBuffer.subarray(0, n));
+    } else {
+      data = decodeFloat(info.dtype as FloatDtype, bytes);
+    }
+    if (requireFinite) {
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i])) {
+          throw new InputError(`${path}: tensor '${name}' holds ${data[i]} at flat index ${i}; weights must be finite numbers`);
+        }
+      }
+    }
+    return { shape: [...info.shape], data };
+  };
+
+  const getTensor = (name: string): Tensor => {
+    if (!has(name)) missing(path, name);
+    const hit = cache.get(name);
+    if (hit !== undefined) {
+      cache.delete(name);
+      cache.set(name, hit);
+      return hit;
+    }
+    const t = load(name, false);
+    const bytes = t.data.byteLength;
+    if (bytes <= cacheBytes) {
+      for (const [old, v] of cache) {
+        if (cached + bytes <= cacheBytes) break;
+        cache.delete(old);
+        cached -= v.data.byteLength;
+      }
+      cache.set(name, t);
+      cached += bytes;
+    }
+    return t;
+  };
+
+  return {
+    label: path,
+    header,
+    names,
+    passthrough,
+    get loads() {
+      return loads;
+    },
+    has,
+    shape: (name) => (has(name) ? header.tensors[name].shape : missing(path, name)),
+    get: getTensor,
+    use(name, fn) {
+      if (!has(name)) missing(path, name);
+      const hit = cache.get(name);
+      // A cached tensor, a tensor the cache would keep, or a call from inside another use() (whose tensor
+      // sits in the buffers): a tensor of its own. Otherwise, the reusable buffers.
+      if (hit !== undefined || inUse || sizeOf(header.tensors[name].shape) * 4 <= cacheBytes) {
+        return fn(getTensor(name));
+      }
+      inUse = true;
+      try {
+        return fn(load(name, true));
+      } finally {
+        inUse = false;
+      }
+    },
+    close() {
+      rawBuffer = new Uint8Array(0);
+      floatBuffer = new Float32Array(0);
+      cache.clear();
+      cached = 0;
+      if (fd !== null) closeSync(fd);
+      fd = null;
+    },
+  };
+}

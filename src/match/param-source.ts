@@ -1,0 +1,57 @@
+/**
+ * Params loaded lazily, one tensor at a time, so that models larger than memory can be matched
+ * (weightMatchingFrom in weight-matching.ts; a safetensors file source is in param-source-fs.ts). A ParamSource knows every tensor's name and shape up front (from a
+ * file header) and hands out a tensor's float32 values on request; callers drop them when done, so
+ * what is held at once is what one step needs, not the model.
+ */
+import { InputError } from '../errors.js';
+import type { Params, Tensor } from '../tensor.js';
+
+export interface ParamSource {
+  /** Names the source was opened from (a path), for messages. */
+  readonly label: string;
+  /** Every tensor's name, in the order the model stores them (a Params object's key order in memory). */
+  readonly names: readonly string[];
+  has(name: string): boolean;
+  shape(name: string): readonly number[];
+  /** The tensor's float32 values: a fresh load (or a cached one); the caller must not write to it. */
+  get(name: string): Tensor;
+  /**
+   * Calls fn with the tensor and returns what fn returns. The tensor is valid only during the call (a file
+   * source reads it into one buffer that it reuses), so fn must neither keep it nor write to it: loading
+   * this way leaves no garbage behind, which keeps the process's peak memory at what is really in use.
+   */
+  use<T>(name: string, fn: (t: Tensor) => T): T;
+  /** Release the file, if any; get() fails afterwards. */
+  close(): void;
+}
+
+const EMPTY = new Float32Array(0);
+
+/**
+ * Stand-ins carrying only shapes (their data is empty), for the checks that read nothing but shapes
+ * (validateSpec, permSizes), so a streamed model is validated exactly as an in-memory one.
+ */
+export function shapeStubs(source: ParamSource): Params {
+  const out: Record<string, Tensor> = Object.create(null);
+  for (const name of source.names) out[name] = { shape: source.shape(name), data: EMPTY };
+  return out;
+}
+
+export function missing(label: string, name: string): never {
+  throw new InputError(`${label}: no tensor named ${JSON.stringify(name)}`);
+}
+
+/** A ParamSource over params already in memory: get() returns the tensors themselves, without a copy. */
+export function paramsSource(params: Params, label = 'params'): ParamSource {
+  const has = (name: string): boolean => Object.prototype.hasOwnProperty.call(params, name);
+  return {
+    label,
+    names: Object.keys(params),
+    has,
+    shape: (name) => (has(name) ? params[name].shape : missing(label, name)),
+    get: (name) => (has(name) ? params[name] : missing(label, name)),
+    use: (name, fn) => fn(has(name) ? params[name] : missing(label, name)),
+    close: () => {},
+  };
+}
