@@ -75,6 +75,14 @@ test('align writes a B that computes what B computes, for ONNX (embedded and ext
     assert.deepEqual([...aligned.order].sort(), [...orig.order].sort());
     for (const k of orig.order) assert.equal(aligned.tensors[k].dtype, orig.tensors[k].dtype);
     assert.deepEqual(aligned.metadata, orig.metadata);
+    // --low-memory (tensor by tensor) writes the same bytes as the in-memory path, for a ResNet with BatchNorm.
+    const whole = join(dir, 'rb_whole.safetensors');
+    const streamed = join(dir, 'rb_streamed.safetensors');
+    assert.equal(run(['align', join(dir, 'resnet_a.safetensors'), join(dir, 'resnet_b.safetensors'), '-o', whole]).code, 0);
+    const low = run(['align', join(dir, 'resnet_a.safetensors'), join(dir, 'resnet_b.safetensors'), '-o', streamed, '--low-memory']);
+    assert.equal(low.code, 0, low.stderr);
+    assert.deepEqual(readFileSync(streamed), readFileSync(whole));
+    assert.equal(run(['align', join(dir, 'mlp_a.onnx'), join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.onnx'), '--low-memory']).code, 2);
     // Every input is byte-identical afterwards.
     const after = hashes(dir);
     for (const [f, h] of Object.entries(before)) assert.equal(after[f], h, `${f} changed`);
