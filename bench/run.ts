@@ -177,7 +177,7 @@ async function main(): Promise<void> {
     say();
     say('### Memory: matching a ResNet-50-shaped pair streamed from safetensors vs in memory (bench/stream.ts)');
     say();
-    say('Each side in its own process, ONNX Runtime, same seed: streamed = ParamSources + weightMatchingStreamed +');
+    say('Each side in its own process, ONNX Runtime, same seed: streamed = ParamSources + weightMatchingFrom +');
     say('writePermutedSafetensors; in memory = what `align` does (read both files, weightMatching, write B).');
     say('Peak = whole-process VmHWM (runtime included, never reset); one model = its float32 size.');
     say();

@@ -3,7 +3,7 @@
  *
  * The pair is bench/resnet.ts's (same shapes, init, seeds and planted pair), written as F32 safetensors to a
  * temp folder by a child process. Then, each in its own fresh process (so VmHWM is that run's alone):
- *  - streamed:  open both files as ParamSources, weightMatchingStreamed, then writePermutedSafetensors of
+ *  - streamed:  open both files as ParamSources, weightMatchingFrom, then writePermutedSafetensors of
  *               B with the permutations found (what `rebasin align --low-memory` would do);
  *  - in memory: what `rebasin align` does today: read both files (readSafetensorsFile, toParams, the file
  *               kept to write B back like it), weightMatching, applyPermutation, write B.
@@ -25,7 +25,7 @@ import type { Tensor } from '../src/tensor.js';
 import { resnetSpec } from '../src/spec/resnet.js';
 import { applyPermutation } from '../src/permute.js';
 import { weightMatching, type WeightMatchingResult } from '../src/match/weight-matching.js';
-import { weightMatchingFrom as weightMatchingStreamed } from '../src/match/weight-matching.js';
+import { weightMatchingFrom } from '../src/match/weight-matching.js';
 import { openSafetensorsSource } from '../src/match/param-source-fs.js';
 import { paramsToSafetensors, toParams } from '../src/io/safetensors.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors-fs.js';
@@ -122,7 +122,7 @@ async function runChild(mode: 'streamed' | 'memory', c: StreamCase, dir: string)
     // The spec is read from names and shapes only; the empty stand-ins carry exactly that.
     const spec = resnetSpec(Object.fromEntries(sourceA.names.map((n) => [n, { shape: sourceA.shape(n), data: new Float32Array(0) }])));
     const t0 = performance.now();
-    res = await weightMatchingStreamed({ spec, sourceA, sourceB, seed: 0, engine });
+    res = await weightMatchingFrom({ spec, sourceA, sourceB, seed: 0, engine });
     seconds = (performance.now() - t0) / 1000;
     peakMatchMiB = procStatus('VmHWM');
     sourceA.close();

@@ -19,7 +19,7 @@ import { resnetSpec } from '../src/spec/resnet.js';
 import { permSizes, type PermutationSpec } from '../src/spec/spec.js';
 import { applyPermutation, randomPerms } from '../src/permute.js';
 import { weightMatching, type WeightMatchingOptions, type WeightMatchingResult } from '../src/match/weight-matching.js';
-import { weightMatchingFrom as weightMatchingStreamed, sourceObjective as streamedObjective } from '../src/match/weight-matching.js';
+import { weightMatchingFrom, sourceObjective as streamedObjective } from '../src/match/weight-matching.js';
 import { paramsSource, type ParamSource } from '../src/match/param-source.js';
 import { openSafetensorsSource } from '../src/match/param-source-fs.js';
 import { jsMatmul } from '../src/engine/matmul.js';
@@ -71,7 +71,7 @@ async function compare(spec: PermutationSpec, a: Params, b: Params, sourceA: Par
   const want = await weightMatching({ spec, paramsA: a, paramsB: b, ...opts });
   const loaded: string[] = [];
   let steps = 0;
-  const got = await weightMatchingStreamed({
+  const got = await weightMatchingFrom({
     spec,
     sourceA: recording(sourceA, loaded),
     sourceB: recording(sourceB, loaded),
@@ -156,7 +156,7 @@ test('streamed matching of a ResNet-20-shaped pair from safetensors files equals
       // A cache large enough for everything: same result, and each tensor read from disk once only.
       const ca = openSafetensorsSource(pa, { cacheBytes: 1 << 30 });
       const cb = openSafetensorsSource(pb, { cacheBytes: 1 << 30 });
-      const cached = await weightMatchingStreamed({ spec, sourceA: ca, sourceB: cb, engine: jsMatmul, seed: 8 });
+      const cached = await weightMatchingFrom({ spec, sourceA: ca, sourceB: cb, engine: jsMatmul, seed: 8 });
       assertSameResult(cached, r);
       assert.equal(ca.loads, ca.names.length);
       assert.equal(cb.loads, cb.names.length);
@@ -213,7 +213,7 @@ test('a file source refuses missing tensors, non-finite values, and spec mismatc
     assert.throws(() => openSafetensorsSource(join(dir, 'missing.safetensors')), (e: unknown) => e instanceof InputError && /no such file/.test(e.message));
     const other = randomMlp([4, 7, 3], 'torch', 2);
     await assert.rejects(
-      weightMatchingStreamed({ spec: mlpSpec(1), sourceA: paramsSource(a), sourceB: paramsSource(other) }),
+      weightMatchingFrom({ spec: mlpSpec(1), sourceA: paramsSource(a), sourceB: paramsSource(other) }),
       (e: unknown) => e instanceof InputError && /layer0\.weight.*\[6, 4\].*\[7, 4\]/.test(e.message),
     );
   });
