@@ -145,7 +145,7 @@ async function costMatrix(
     sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
     col += sizeOf(sourceA.shape(tensor)) / n;
   }
-  // Into a buffer reused by every step (the solver keeps no reference to it), as Float64Array.from would.
+  // Widened into one float64 buffer reused by every step (the solver keeps no reference to it).
   const cost = costBuffer.subarray(0, n * n);
   cost.set(await engine.abt(a, n, b, n, k));
   return cost;
