@@ -168,6 +168,22 @@ test('the optimised algorithm (warm starts, skipped steps) and the plain one tak
   assert.ok(reused.filter(Boolean).length >= 3, `reused ${reused.filter(Boolean).length} steps`);
 });
 
+test('with exact ties (quantised weights), the optimised and plain runs still take the same path', async () => {
+  const spec = mlpSpec(3);
+  for (let trial = 0; trial < 12; trial++) {
+    const rng = createRng(500 + trial);
+    const quantise = (p: Params) =>
+      Object.fromEntries(Object.entries(p).map(([k, t]) => [k, { shape: t.shape, data: t.data.map(() => Math.round(rng.next() * 2) - 1) }]));
+    const widths = [6, 8 + (trial % 3) * 8, 20, 12, 3];
+    const a = quantise(randomMlp(widths, 'torch', trial));
+    const b = quantise(randomMlp(widths, 'torch', trial + 50));
+    const fast = await weightMatching({ spec, paramsA: a, paramsB: b, seed: trial });
+    const plain = await weightMatching({ spec, paramsA: a, paramsB: b, seed: trial, plain: true });
+    assert.deepEqual(fast.perms, plain.perms, `trial ${trial}`);
+    assert.equal(fast.objectiveAfter, plain.objectiveAfter);
+  }
+});
+
 test('the per-pass objective tracked from step gains agrees with the objective recomputed from scratch', async () => {
   const a = randomMlp([20, 48, 48, 48, 5], 'torch', 91);
   const b = randomMlp([20, 48, 48, 48, 5], 'torch', 92);
