@@ -2,10 +2,9 @@
 import { Command } from 'commander';
 import { applyPermutation, churn } from '../permute.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
-import { readModels, sniffModelFormat, writeModelLike } from './model-file.js';
+import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike } from './model-file.js';
 import { assertOutputs, dataFiles, resolveSpec } from './resolve.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
-import { extname } from 'node:path';
 import { InputError } from '../errors.js';
 import { weightMatchingFrom } from '../match/weight-matching.js';
 import { shapeStubs } from '../match/param-source.js';
@@ -35,7 +34,8 @@ async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFla
   const models = readModels([a, b]);
   const spec = resolveSpec(flags.spec, models);
   const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' ? flags.data : undefined)];
-  assertOutputs([flags.output, flags.perms], inputs);
+  assertOutputs([...modelOutputs(models[1], flags.output), flags.perms], inputs);
+  assertModelName(models[1], flags.output);
   const result = await alignmentPerms(ctx, models[0], models[1], spec, flags);
   const aligned = applyPermutation(spec.spec, result.perms, models[1].params);
   const written = writeModelLike(models[1], aligned, flags.output, inputs);
@@ -51,30 +51,34 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
   for (const path of [a, b]) {
     if (sniffModelFormat(path) !== 'safetensors') throw new InputError(`${path}: --low-memory reads safetensors files; this one is ONNX`);
   }
-  const [sourceA, sourceB] = [openSafetensorsSource(a), openSafetensorsSource(b)];
+  const sourceA = openSafetensorsSource(a);
   try {
-    // Specs are built from names and shapes alone, so shape-only stand-ins serve the spec resolution.
-    const stubs = [sourceA, sourceB].map((s, i) => ({ path: [a, b][i], format: 'safetensors' as const, params: shapeStubs(s), files: [[a, b][i]] }));
-    const spec = resolveSpec(flags.spec, stubs);
-    const inputs = [a, b, ...spec.files];
-    assertOutputs([flags.output, flags.perms], inputs);
-    if (extname(flags.output).toLowerCase() !== '.safetensors') throw new InputError(`${flags.output}: the input ${b} is safetensors; name the output *.safetensors`);
-    const r = await weightMatchingFrom({
-      spec: spec.spec,
-      sourceA,
-      sourceB,
-      seed: flags.seed,
-      maxIter: flags.maxIter,
-      score: flags.method === 'cosine' ? 'cosine' : 'dot',
-      engine: await ctx.engine(),
-      onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
-    });
-    ctx.progress.done();
-    writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
-    return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written: [flags.output], specSource: spec.source, inputs };
+    const sourceB = openSafetensorsSource(b);
+    try {
+      // Specs are built from names and shapes alone, so shape-only stand-ins serve the spec resolution.
+      const stubs = [sourceA, sourceB].map((s, i) => ({ path: [a, b][i], format: 'safetensors' as const, params: shapeStubs(s), files: [[a, b][i]] }));
+      const spec = resolveSpec(flags.spec, stubs);
+      const inputs = [a, b, ...spec.files];
+      assertOutputs([...modelOutputs(stubs[1], flags.output), flags.perms], inputs);
+      assertModelName(stubs[1], flags.output);
+      const r = await weightMatchingFrom({
+        spec: spec.spec,
+        sourceA,
+        sourceB,
+        seed: flags.seed,
+        maxIter: flags.maxIter,
+        score: flags.method === 'cosine' ? 'cosine' : 'dot',
+        engine: await ctx.engine(),
+        onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
+      });
+      ctx.progress.done();
+      writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
+      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written: [flags.output], specSource: spec.source, inputs };
+    } finally {
+      sourceB.close();
+    }
   } finally {
     sourceA.close();
-    sourceB.close();
   }
 }
 

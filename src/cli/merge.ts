@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import { applyPermutation } from '../permute.js';
 import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
-import { readModels, writeModelLike, type ModelFile } from './model-file.js';
+import { assertModelName, modelOutputs, readModels, writeModelLike, type ModelFile } from './model-file.js';
 import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
@@ -175,7 +175,8 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       const models = readModels(paths);
       const spec = resolveSpec(flags.spec, models);
       const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
-      assertOutputs([flags.output], inputs);
+      assertOutputs(modelOutputs(models[0], flags.output), inputs);
+      assertModelName(models[0], flags.output);
       const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale }) : null;
 
       const engine = await ctx.engine();

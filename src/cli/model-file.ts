@@ -67,16 +67,27 @@ function assertFinite(path: string, params: Params): void {
   }
 }
 
+/** The files writing a model like `like` to `out` creates: an ONNX model with external data also writes `<out>.data`. */
+export function modelOutputs(like: ModelFile, out: string): string[] {
+  return like.format === 'onnx' && like.onnx?.layout === 'external' ? [out, `${out}.data`] : [out];
+}
+
+/**
+ * The output keeps the input's format, and its name says so (which also keeps a model from being written
+ * over, say, a dataset or a spec file given by mistake). Check it before any work.
+ */
+export function assertModelName(like: ModelFile, out: string): void {
+  const want = extname(out).toLowerCase();
+  const ext = like.format === 'onnx' ? '.onnx' : '.safetensors';
+  if (want !== ext) throw new InputError(`${out}: the input ${like.path} is ${like.format === 'onnx' ? 'ONNX' : 'safetensors'}; name the output *${ext}`);
+}
+
 /** Write `params` in the form of `like` (same format, names, dtypes, graph) to `out`, atomically. */
 export function writeModelLike(like: ModelFile, params: Params, out: string, inputs: readonly string[]): string[] {
-  const want = extname(out).toLowerCase();
-  // The output keeps the input's format, and its name says so (which also keeps a model from being
-  // written over, say, a dataset or a spec file given by mistake).
+  assertModelName(like, out);
   if (like.format === 'onnx') {
-    if (want !== '.onnx') throw new InputError(`${out}: the input ${like.path} is ONNX; name the output *.onnx`);
     return writeOnnxFile(out, like.onnx as OnnxModel, params, { inputs });
   }
-  if (want !== '.safetensors') throw new InputError(`${out}: the input ${like.path} is safetensors; name the output *.safetensors`);
   writeSafetensorsFile(out, paramsToSafetensors(params, { like: like.safetensors }), { inputs });
   return [out];
 }
