@@ -18,7 +18,8 @@ export interface ParamSource {
   get(name: string): Tensor;
   /**
    * Calls fn with the tensor and returns what fn returns. The tensor is valid only during the call (a file
-   * source reads it into one buffer that it reuses), so fn must neither keep it nor write to it: loading
+   * source reads it into one buffer that it reuses), so fn must be synchronous and must neither keep it nor
+   * write to it: loading
    * this way leaves no garbage behind, which keeps the process's peak memory at what is really in use.
    */
   use<T>(name: string, fn: (t: Tensor) => T): T;
