@@ -19,8 +19,8 @@ export interface ParamSource {
   /**
    * Calls fn with the tensor and returns what fn returns. The tensor is valid only during the call (a file
    * source reads it into one buffer that it reuses), so fn must be synchronous and must neither keep it nor
-   * write to it: loading
-   * this way leaves no garbage behind, which keeps the process's peak memory at what is really in use.
+   * write to it: loading this way leaves no garbage behind, which keeps the process's peak memory at what
+   * is really in use.
    */
   use<T>(name: string, fn: (t: Tensor) => T): T;
   /** Release the file, if any; get() fails afterwards. */
