@@ -266,3 +266,40 @@ test('matches scipy linear_sum_assignment up to n = 1024', { skip: pythonSkipRea
     });
   });
 });
+
+// Square problems of n ≥ 16 start from Jonker–Volgenant's column reduction and augmenting row reduction,
+// where ties (equal costs, repeated rows, all-equal matrices) are the hard cases: the optimum must still be
+// exact, as scipy computes it, and the result a certified matching.
+test('tie-heavy square problems of n ≥ 16 reach scipy’s optimum', { skip: pythonSkipReason(['numpy', 'scipy.optimize']) }, () => {
+  const rng = createRng(21);
+  const cases: Array<{ n: number; maximize: boolean; c: Float64Array }> = [];
+  for (let t = 0; t < 24; t++) {
+    const n = 16 + (t % 4) * 16;
+    const kind = t % 4;
+    const c = new Float64Array(n * n);
+    for (let k = 0; k < c.length; k++) {
+      c[k] = kind === 0 ? 0 : kind === 1 ? Math.floor(rng.next() * 3) : kind === 2 ? Math.floor(k / n) % 2 : Math.round(4 * rng.normal()) / 4;
+    }
+    cases.push({ n, maximize: t % 2 === 0, c });
+  }
+  withTempDir((dir) => {
+    const list = join(dir, 'list.txt');
+    writeFileSync(
+      list,
+      cases
+        .map(({ n, maximize, c }, k) => {
+          const path = join(dir, `t${k}.f64`);
+          writeFileSync(path, new Uint8Array(c.buffer));
+          return `${path} ${n} ${n} ${maximize ? 1 : 0}`;
+        })
+        .join('\n') + '\n',
+    );
+    const ref = JSON.parse(runPython(SCIPY, list)) as Array<{ objective: number }>;
+    cases.forEach(({ n, maximize, c }, k) => {
+      const res = solveAssignment(c, n, n, { maximize });
+      assertValidMatching(res, c, n, n);
+      assertCertificate(res, c, n, n, maximize);
+      closeTo(res.objective, ref[k].objective, 1e-9, `case ${k} (${n}×${n})`);
+    });
+  });
+});
