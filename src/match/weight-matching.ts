@@ -20,7 +20,7 @@ import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
-import { solveAssignment } from './lap.js';
+import { solveAssignment, type WarmStart } from './lap.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -49,11 +49,15 @@ export interface WeightMatchingOptions {
   /** Called after every assignment step. */
   onProgress?: (event: MatchProgress) => void;
   /**
-   * Run the algorithm exactly as written: every step solved, none skipped. The default (false) skips steps
-   * whose cost matrix cannot have changed, which gives the same permutations, only faster (tested, ties
-   * included). Assignments are never warm-started from an earlier step's duals: where a step has several
-   * optimal assignments, a warm start may pick another one than a cold solve and so change the path, for a
-   * gain measured at under 10%.
+   * Start each assignment from the previous solve's duals for the same permutation (default true): exact
+   * either way, and much faster over many passes (ResNet-50-shaped random pair: 10 s instead of 18 s). Where
+   * a step has several optimal assignments, a warm start may pick another one than a cold solve, so the
+   * path can differ from a plain run's; with unique optima (continuous weights) it never does (tested).
+   */
+  warmStart?: boolean;
+  /**
+   * Run the algorithm exactly as written: every step solved cold, none skipped. The default skips steps
+   * whose cost matrix cannot have changed, which never changes the path (tested, ties included).
    */
   plain?: boolean;
   /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
@@ -226,6 +230,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const changedAt = new Map<string, number>();
   const solvedAt = new Map<string, number>();
   let clock = 0;
+  const warm = new Map<string, WarmStart>();
   let converged = false;
   let iterations = 0;
 
@@ -250,7 +255,10 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       const current = perms[p];
       let oldL = 0;
       for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
-      const { rowToCol, objective: newL } = solveAssignment(cost, n, n, { maximize: true });
+      const warmStart = options.plain || options.warmStart === false ? undefined : warm.get(p);
+      const solved = solveAssignment(cost, n, n, { maximize: true, warmStart });
+      warm.set(p, { colPotential: solved.colPotential, rowPotential: solved.rowPotential, rowToCol: solved.rowToCol });
+      const { rowToCol, objective: newL } = solved;
       const gain = newL - oldL;
       if (gain > tol * Math.max(1, Math.abs(oldL))) {
         progress = true;
