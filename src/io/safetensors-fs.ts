@@ -31,7 +31,8 @@ function fsError(path: string, e: unknown): never {
   throw e;
 }
 
-function openForReading(path: string): number {
+/** openSync(path, 'r') with the user-facing errors (missing file, a folder, no permission). */
+export function openForReading(path: string): number {
   try {
     return openSync(path, 'r');
   } catch (e) {
@@ -120,10 +121,14 @@ function infoOf(header: SafetensorsHeader, name: string): { dtype: string; shape
   return { dtype: info.dtype, shape: info.shape, begin: header.dataStart + begin, length: end - begin };
 }
 
-/** Read one tensor's bytes (a fresh buffer) from an open descriptor of the file `header` came from. */
-export function readTensorSync(fd: number, header: SafetensorsHeader, name: string): StoredTensor {
+/**
+ * Read one tensor's bytes from an open descriptor of the file `header` came from: into `into` when given
+ * (a reusable buffer of at least the tensor's length; the result is a view of it), else a fresh buffer.
+ */
+export function readTensorSync(fd: number, header: SafetensorsHeader, name: string, into?: Uint8Array): StoredTensor {
   const { dtype, shape, begin, length } = infoOf(header, name);
-  const bytes = new Uint8Array(length);
+  if (into !== undefined && into.length < length) throw new Error(`readTensorSync: buffer of ${into.length} bytes for ${length}`);
+  const bytes = into === undefined ? new Uint8Array(length) : into.subarray(0, length);
   readFully(fd, bytes, begin, header.label);
   return { dtype, shape, bytes };
 }

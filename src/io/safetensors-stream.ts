@@ -5,7 +5,7 @@
  * applyPermutation, paramsToSafetensors with `like`, serialize): same header text, dtypes, order and
  * metadata, non-float tensors copied as stored, unchanged F64 tensors keeping their full precision.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
@@ -13,7 +13,7 @@ import { validateSpec } from '../spec/spec.js';
 import { permutedTensor, type Perms } from '../permute.js';
 import { writeFileAtomic } from './atomic.js';
 import { decodeFloat, isFloatDtype } from './dtype.js';
-import { readSafetensorsHeader, readTensorSync } from './safetensors-fs.js';
+import { openForReading, readSafetensorsHeader, readTensorSync } from './safetensors-fs.js';
 import {
   paramsToSafetensors,
   serializeSafetensorsChunks,
@@ -83,15 +83,7 @@ export function writePermutedSafetensors(
   perms: Perms,
   options: WritePermutedOptions = {},
 ): void {
-  let fd: number;
-  try {
-    fd = openSync(inPath, 'r');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new InputError(`${inPath}: no such file`);
-    if (err.code !== undefined) throw new InputError(`cannot read ${inPath}: ${err.code}: ${err.message}`);
-    throw e;
-  }
+  const fd = openForReading(inPath);
   try {
     const header = readSafetensorsHeader(fd, inPath);
     checkPerms(spec, perms, header, inPath);

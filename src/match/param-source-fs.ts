@@ -1,10 +1,10 @@
 /** A ParamSource over a safetensors file: header parsed once, tensors read by offset on demand (Node). */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sizeOf } from '../tensor.js';
 import { decodeFloat, isFloatDtype, type FloatDtype } from '../io/dtype.js';
-import { readSafetensorsHeader, readTensorSync } from '../io/safetensors-fs.js';
+import { openForReading, readSafetensorsHeader, readTensorSync } from '../io/safetensors-fs.js';
 import type { SafetensorsHeader } from '../io/safetensors.js';
 import { missing, type ParamSource } from './param-source.js';
 
@@ -23,24 +23,6 @@ export interface SafetensorsSource extends ParamSource {
   readonly loads: number;
 }
 
-/** Reads tensor `name`'s bytes into `into` (its exact length) through `fd`, as readTensorSync does into a new buffer. */
-function readTensorInto(fd: number, header: SafetensorsHeader, name: string, into: Uint8Array): void {
-  const begin = header.dataStart + header.tensors[name].dataOffsets[0];
-  let done = 0;
-  while (done < into.length) {
-    let got: number;
-    try {
-      // Node caps one read near 2 GiB.
-      got = readSync(fd, into, done, Math.min(1 << 30, into.length - done), begin + done);
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      throw new InputError(`cannot read ${header.label}: ${err.code ?? ''} ${err.message}`.replace('  ', ' '));
-    }
-    if (got === 0) throw new InputError(`${header.label}: file ended while reading tensor ${JSON.stringify(name)} (was it changed meanwhile?)`);
-    done += got;
-  }
-}
-
 // Typed arrays use the host's byte order; safetensors is little-endian.
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -52,15 +34,7 @@ const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 export function openSafetensorsSource(path: string, options: SafetensorsSourceOptions = {}): SafetensorsSource {
   const cacheBytes = options.cacheBytes ?? 0;
   const requireFinite = options.requireFinite ?? true;
-  let fd: number | null = null;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new InputError(`${path}: no such file`);
-    if (err.code !== undefined) throw new InputError(`cannot read ${path}: ${err.code}: ${err.message}`);
-    throw e;
-  }
+  let fd: number | null = openForReading(path);
   let header: SafetensorsHeader;
   try {
     header = readSafetensorsHeader(fd, path);
@@ -95,7 +69,7 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
       // Float64 is the widest dtype: 8-byte aligned growth keeps the F32 view below aligned.
       if (rawBuffer.length < length) rawBuffer = new Uint8Array(Math.ceil(length / 8) * 8);
       bytes = rawBuffer.subarray(0, length);
-      readTensorInto(fd, header, name, bytes);
+      readTensorSync(fd, header, name, bytes);
     } else {
       bytes = readTensorSync(fd, header, name).bytes;
     }
