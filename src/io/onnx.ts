@@ -6,6 +6,7 @@
  * unknown fields, so a decode → encode round trip writes back everything, including fields of newer ONNX
  * versions; replacing weights touches only the initializer TensorProtos whose values changed.
  */
+import { concatBytes } from './bytes.js';
 import protobuf from 'protobufjs';
 import { InputError } from '../errors.js';
 import type { Params, Tensor } from '../tensor.js';
@@ -610,16 +611,7 @@ export function parseOnnx(bytes: Uint8Array, label: string): OnnxModel {
 
 /** Encodes the model's ModelProto (one buffer; see serializeOnnxChunks for large models). */
 export function serializeOnnx(model: OnnxModel): Uint8Array {
-  const chunks = serializeOnnxChunks(model);
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(serializeOnnxChunks(model));
 }
 
 /** Protobuf varint of a non-negative integer up to 2^53 (arithmetic, not 32-bit shifts). */

@@ -10,6 +10,7 @@
  * InputError naming the file, and nothing is allocated in proportion to a number read from the file
  * before that number has been checked against the file's real size.
  */
+import { concatBytes } from './bytes.js';
 import { InputError } from '../errors.js';
 import { sizeOf, type Params, type Tensor } from '../tensor.js';
 import { decodeFloat, encodeFloat, isFloatDtype, type FloatDtype } from './dtype.js';
@@ -485,14 +486,5 @@ export function serializeSafetensorsChunks(file: SafetensorsInput): Uint8Array[]
 
 /** The whole file as one buffer. */
 export function serializeSafetensors(file: SafetensorsInput): Uint8Array {
-  const chunks = serializeSafetensorsChunks(file);
-  let total = 0;
-  for (const c of chunks) total += c.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(serializeSafetensorsChunks(file));
 }
