@@ -25,7 +25,7 @@ export const EXAMPLE_FILES = ['mlp_a.onnx', 'mlp_b.onnx', 'fmnist_test256-images
  * (idxToDataset, arraysToDataset). These stand-ins satisfy the imports and fail loudly if ever called.
  */
 const NODE_STUBS = {
-  'node:fs': ['closeSync', 'existsSync', 'fstatSync', 'openSync', 'readFileSync', 'readSync', 'realpathSync', 'statSync', 'writeFileSync', 'renameSync', 'unlinkSync', 'mkdirSync'],
+  'node:fs': ['closeSync', 'existsSync', 'fstatSync', 'openSync', 'readFileSync', 'readSync', 'readdirSync', 'realpathSync', 'statSync', 'writeFileSync', 'renameSync', 'unlinkSync', 'mkdirSync'],
   'node:path': ['basename', 'dirname', 'extname', 'isAbsolute', 'join', 'relative', 'resolve'],
 };
 

@@ -10,10 +10,9 @@ import { specFromJson } from '../spec/json.js';
 import { specFromOnnx } from '../spec/onnx-graph.js';
 import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
-import { loadDataset, FASHION_MNIST_ROOT } from '../data/load.js';
+import { datasetFiles, loadDataset } from '../data/load.js';
 import { assertNotInput } from '../io/atomic.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve as resolvePath } from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
@@ -79,18 +78,9 @@ function hiddenPermNames(spec: PermutationSpec, weights: readonly string[]): str
   });
 }
 
-/**
- * The files a --data value reads, so that no output can be written over them: the named files, the files
- * of a folder, Debian's Fashion-MNIST folder; nothing for the synthetic task.
- */
+/** The files a --data value reads (see datasetFiles); none without one. */
 export function dataFiles(spec: string | undefined): string[] {
-  if (spec === undefined || /^synthetic(:\d+)?$/i.test(spec.trim())) return [];
-  const fashion = /^fashion-?mnist(:\w+)?$/i.test(spec.trim());
-  const paths = fashion ? [FASHION_MNIST_ROOT] : spec.split(',').map((p) => p.trim().replace(/:(train|test)$/, ''));
-  return paths.flatMap((p) => {
-    if (!existsSync(p)) return [p];
-    return statSync(p).isDirectory() ? readdirSync(p).map((f) => join(p, f)) : [p];
-  });
+  return spec === undefined ? [] : datasetFiles(spec);
 }
 
 /**

@@ -3,7 +3,7 @@
  * file system). Files are recognised by their content — gzip, IDX, .npy and zip magic — not only
  * by their extension.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.js';
 import { limitDataset, makeDataset, reshapeInputs, type Dataset } from './dataset.js';
@@ -246,17 +246,36 @@ export function loadDataset(spec: string, opts: LoadDatasetOptions = {}): Datase
   return opts.shape ? reshapeInputs(ds, opts.shape) : ds;
 }
 
+// The named datasets of a dataset spec (the rest are paths).
+const FASHION_MNIST_SPEC = /^fashion-?mnist(?::(\w+))?$/i;
+const SYNTHETIC_SPEC = /^synthetic(?::(.*))?$/i;
+
+/**
+ * The files loading `spec` may read (the named files, every file of a folder, Fashion-MNIST's folder;
+ * none for the synthetic task), so callers can keep outputs off them. Follows loadDataset's grammar.
+ */
+export function datasetFiles(spec: string, opts: { root?: string } = {}): string[] {
+  const s = spec.trim();
+  if (SYNTHETIC_SPEC.test(s)) return [];
+  const paths = FASHION_MNIST_SPEC.test(s) ? [opts.root ?? FASHION_MNIST_ROOT] : s.split(',').map((p) => p.trim());
+  return paths.flatMap((p) => {
+    const path = !existsSync(p) && /^(.*):(train|test)$/.test(p) ? p.replace(/:(train|test)$/, '') : p;
+    if (!existsSync(path)) return [path];
+    return statSync(path).isDirectory() ? readdirSync(path).map((f) => join(path, f)) : [path];
+  });
+}
+
 function loadUnshaped(spec: string, opts: LoadDatasetOptions): Dataset {
   if (spec === '') throw new InputError(`empty dataset spec; ${SPEC_HELP}`);
   const idxOpts: IdxLoadOptions = { flatten: opts.flatten, limit: opts.limit, scale: opts.scale };
 
-  const fm = /^fashion-?mnist(?::(\w+))?$/i.exec(spec);
+  const fm = FASHION_MNIST_SPEC.exec(spec);
   if (fm) {
     const split = parseSplit(fm[1] ?? opts.split ?? 'test', spec);
     return loadFashionMnist(split, { ...idxOpts, root: opts.root });
   }
 
-  const syn = /^synthetic(?::(.*))?$/i.exec(spec);
+  const syn = SYNTHETIC_SPEC.exec(spec);
   if (syn) {
     const count = syn[1] === undefined ? SYNTHETIC_DEFAULT_COUNT : Number(syn[1]);
     if (!Number.isInteger(count) || count < 1) throw new InputError(`dataset '${spec}': N in 'synthetic:N' must be a positive integer`);
