@@ -1,7 +1,7 @@
 /** `rebasin align A B -o OUT`: permute B's hidden units to match A's and write the aligned B. */
 import { Command } from 'commander';
 import { applyPermutation, churn } from '../permute.js';
-import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
+import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
 import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike } from './model-file.js';
 import { assertOutputs, dataFiles, resolveSpec } from './resolve.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
@@ -19,11 +19,7 @@ interface AlignFlags extends MatchFlags {
   lowMemory?: boolean;
 }
 
-interface AlignOutcome {
-  perms: Record<string, Int32Array>;
-  iterations?: number;
-  objectiveBefore?: number;
-  objectiveAfter?: number;
+interface AlignOutcome extends MatchOutcome {
   written: string[];
   specSource: string;
   inputs: string[];
