@@ -225,6 +225,37 @@ test('warm start: same objective as a cold solve, whatever the start', () => {
   }
 });
 
+test('warm start on a square problem with forbidden pairs and a column forbidden everywhere but one row', () => {
+  // Square problems take the Jonker–Volgenant start (cold or warm, n ≥ 16 or any warm start); forbidden
+  // pairs must neither poison the potentials nor let a forbidden pair in.
+  const rng = createRng(17);
+  for (const n of [5, 16, 33]) {
+    for (const maximize of [false, true]) {
+      const bad = maximize ? -Infinity : Infinity;
+      const c1 = randomMatrix(rng, n, n, 'uniform');
+      for (let k = 0; k < c1.length; k++) if (rng.next() < 0.3) c1[k] = bad;
+      // Keep a feasible diagonal, and make column 0 allowed for row 0 only.
+      for (let i = 0; i < n; i++) c1[i * n + i] = rng.next();
+      for (let i = 1; i < n; i++) c1[i * n] = bad;
+      const first = solveAssignment(c1, n, n, { maximize });
+      const c2 = c1.map((x) => (Number.isFinite(x) ? x + 0.2 * (rng.next() - 0.5) : x));
+      const cold = solveAssignment(c2, n, n, { maximize });
+      const starts = [
+        { colPotential: first.colPotential, rowPotential: first.rowPotential, rowToCol: first.rowToCol },
+        { rowPotential: first.rowPotential },
+        { colPotential: Float64Array.from({ length: n }, () => rng.normal()), rowToCol: first.rowToCol },
+      ];
+      for (const warmStart of starts) {
+        const warm = solveAssignment(c2, n, n, { maximize, warmStart });
+        assertValidMatching(warm, c2, n, n);
+        for (let i = 0; i < n; i++) assert.ok(Number.isFinite(c2[i * n + warm.rowToCol[i]]), 'a forbidden pair was used');
+        closeTo(warm.objective, cold.objective, 1e-12, `n=${n} max=${maximize}`);
+        if (n <= 7) closeTo(warm.objective, bruteForce(c2, n, n, maximize), 1e-12);
+      }
+    }
+  }
+});
+
 // Matrices of random continuous values have a unique optimum (with probability 1), so the assignment
 // itself must match scipy's, not only the objective.
 const SCIPY = `
