@@ -23,6 +23,12 @@ export interface ParamSource {
    * is really in use.
    */
   use<T>(name: string, fn: (t: Tensor) => T): T;
+  /**
+   * True when the tensors are already in memory (paramsSource): matching may then spend memory on speed
+   * (kept cost matrices, see cost-cache.ts). File sources leave it unset, so matching holds only what a
+   * step needs.
+   */
+  readonly resident?: boolean;
   /** Release the file, if any; get() fails afterwards. */
   close(): void;
 }
@@ -48,6 +54,7 @@ export function paramsSource(params: Params, label = 'params'): ParamSource {
   const has = (name: string): boolean => Object.prototype.hasOwnProperty.call(params, name);
   return {
     label,
+    resident: true,
     names: Object.keys(params),
     has,
     shape: (name) => (has(name) ? params[name].shape : missing(label, name)),

@@ -11,7 +11,9 @@
  * The loop works on ParamSources (param-source.ts): in memory (weightMatching) or loaded tensor by tensor
  * from files (weightMatchingFrom), so a model larger than memory runs the same code. Each step loads only
  * its permutation's tensors, lays them into the product's operands and lets them go; what is held is the
- * two operands of the widest step and one cost matrix, both allocated once.
+ * two operands of the widest step and one cost matrix, both allocated once. With both models in memory,
+ * each permutation's cost matrix is kept instead and brought up to date by low-rank updates when its
+ * neighbours moved few units (cost-cache.ts): in later passes a step costs a fraction of a full product.
  */
 import type { Params, Tensor } from '../tensor.js';
 import { axisFirstMatrix, gatheredDot, sizeOf, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
@@ -25,6 +27,7 @@ import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
 import { paramsSource, shapeStubs, type ParamSource } from './param-source.js';
+import { CostCache } from './cost-cache.js';
 
 /**
  * 'dot': the paper's objective Σ⟨A, P(B)⟩ over every tied axis.
@@ -60,6 +63,14 @@ export interface WeightMatchingOptions {
    * whose cost matrix cannot have changed, which never changes the path (tested, ties included).
    */
   plain?: boolean;
+  /**
+   * Keep each permutation's cost matrix and bring it up to date by low-rank updates when its neighbours
+   * moved few units (cost-cache.ts), instead of recomputing it: same matrices up to float32 rounding, a
+   * fraction of the work in later passes, Σ n² float64 of memory. Default: on when both models are in
+   * memory (not for models streamed from files, which are matched to hold as little as possible); off
+   * with `plain`.
+   */
+  incremental?: boolean;
   /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
   tol?: number;
 }
@@ -73,6 +84,8 @@ export interface MatchProgress {
   gain: number;
   /** True when no permutation sharing a tensor with this one changed since it was last solved: skipped. */
   reused: boolean;
+  /** True when the cost matrix was a kept one brought up to date by a low-rank update (`incremental`). */
+  updated: boolean;
 }
 
 export interface PassRecord {
@@ -126,9 +139,10 @@ function operandWidth(spec: PermutationSpec, p: string, n: number, source: Param
 }
 
 /**
- * The n × n float64 matrix C of one assignment step (see the module comment). The terms' axis-first views
- * are laid side by side, A's in one n × K matrix and B's in another, so C is a single product A·Bᵀ; each
- * term's tensors are loaded just before they are laid in and dropped right after.
+ * Writes the n × n matrix C of one assignment step (see the module comment) into `cost`, widened to
+ * float64. The terms' axis-first views are laid side by side, A's in one n × K matrix and B's in another,
+ * so C is a single product A·Bᵀ; each term's tensors are loaded just before they are laid in and dropped
+ * right after.
  */
 async function costMatrix(
   spec: PermutationSpec,
@@ -139,8 +153,8 @@ async function costMatrix(
   sourceB: ParamSource,
   engine: MatmulEngine,
   scratch: Scratch,
-  costBuffer: Float64Array,
-): Promise<Float64Array> {
+  cost: Float64Array,
+): Promise<void> {
   const k = operandWidth(spec, p, n, sourceA);
   const a = scratch.get('a', n * k);
   const b = scratch.get('b', n * k);
@@ -151,10 +165,7 @@ async function costMatrix(
     sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
     col += sizeOf(sourceA.shape(tensor)) / n;
   }
-  // Widened into one float64 buffer reused by every step (the solver keeps no reference to it).
-  const cost = costBuffer.subarray(0, n * n);
   cost.set(await engine.abt(a, n, b, n, k));
-  return cost;
 }
 
 /** The terms' tensors of permutation p from one source, as params (for the cosine norms, computed once). */
@@ -217,7 +228,12 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   scratch.get('b', widest);
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
-  const costBuffer = new Float64Array(largest * largest);
+  // One float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or
+  // with a cost cache only the cosine-scaled copy of a kept one.
+  const incremental = options.incremental ?? (!options.plain && sourceA.resident === true && sourceB.resident === true);
+  const costBuffer = new Float64Array(!incremental || unitNorms ? largest * largest : 0);
+  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into);
+  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size)) : null;
 
   const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
   let tracked = objectiveBefore;
@@ -246,11 +262,26 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       clock++;
       const last = solvedAt.get(p);
       if (!options.plain && last !== undefined && neighbours[p].every((q) => (changedAt.get(q) ?? -1) < last)) {
-        options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain: 0, reused: true });
+        options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain: 0, reused: true, updated: false });
         continue;
       }
       solvedAt.set(p, clock);
-      const cost = await costMatrix(spec, p, n, perms, sourceA, sourceB, engine, scratch, costBuffer);
+      let cost: Float64Array;
+      let updated = false;
+      if (cache) {
+        const kept = await cache.cost(p, n, perms, fresh);
+        cost = kept.cost;
+        updated = kept.how === 'update';
+        if (unitNorms) {
+          // Scaled in a copy: the kept matrix stays unscaled for its next update.
+          const scaled = costBuffer.subarray(0, n * n);
+          scaled.set(cost);
+          cost = scaled;
+        }
+      } else {
+        cost = costBuffer.subarray(0, n * n);
+        await fresh(p, cost);
+      }
       if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
       const current = perms[p];
       let oldL = 0;
@@ -267,7 +298,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         changed++;
         passGain += gain;
       }
-      options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain, reused: false });
+      options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain, reused: false, updated });
     }
     tracked += passGain;
     history.push({
