@@ -23,6 +23,7 @@ import { weightMatchingFrom, sourceObjective as streamedObjective } from '../src
 import { paramsSource, type ParamSource } from '../src/match/param-source.js';
 import { openSafetensorsSource } from '../src/match/param-source-fs.js';
 import { jsMatmul } from '../src/engine/matmul.js';
+import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { paramsToSafetensors, serializeSafetensors, toParams, type StoredTensor } from '../src/io/safetensors.js';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
 import { writePermutedSafetensors } from '../src/io/safetensors-stream.js';
@@ -68,9 +69,9 @@ type Shared = Omit<WeightMatchingOptions, 'paramsA' | 'paramsB' | 'spec'>;
 
 /** Runs both versions, with the streamed one loading through recording sources, and checks what each step loaded. */
 async function compare(spec: PermutationSpec, a: Params, b: Params, sourceA: ParamSource, sourceB: ParamSource, shared: Shared): Promise<WeightMatchingResult> {
-  // Kept cost matrices (on by default in memory) load fewer tensors per step; the streamed path is
-  // compared with the in-memory one without them (they have tests of their own in weight-matching.test.ts).
-  const opts: Shared = { ...shared, incremental: false };
+  // The streamed path (low memory by default: no kept cost matrices, products term group by term group)
+  // against the same algorithm on params in memory; kept matrices have tests of their own (cost-cache.test.ts).
+  const opts: Shared = { ...shared, lowMemory: true };
   const want = await weightMatching({ spec, paramsA: a, paramsB: b, ...opts });
   const loaded: string[] = [];
   let steps = 0;
@@ -170,6 +171,27 @@ test('streamed matching of a ResNet-20-shaped pair from safetensors files equals
       sb.close();
     }
   });
+});
+
+test('low-memory products (term groups, row blocks) give the same matching as one product per step', async () => {
+  const shapes = resnet20Shapes(2);
+  const a = randomResnet(shapes, 31);
+  const b = randomResnet(shapes, 32);
+  const spec = resnetSpec(a);
+  for (const engine of [jsMatmul, await createOrtMatmul()]) {
+    const whole = await weightMatching({ spec, paramsA: a, paramsB: b, engine, seed: 1, incremental: false, lowMemory: false });
+    let calls = 0;
+    const counting = { ...engine, abt: (...args: Parameters<typeof engine.abt>) => (calls++, engine.abt(...args)) };
+    const low = await weightMatching({ spec, paramsA: a, paramsB: b, engine: counting, seed: 1, lowMemory: true });
+    assert.deepEqual(low.perms, whole.perms, engine.name);
+    assert.equal(low.iterations, whole.iterations);
+    assert.equal(low.objectiveAfter, whole.objectiveAfter);
+    low.history.forEach((h, i) => assert.ok(Math.abs(h.objective - whole.history[i].objective) <= 1e-6 * Math.abs(h.objective)));
+    // Split for real: more products than steps (several term groups or row blocks per step).
+    const steps = low.history.length * Object.keys(low.perms).length;
+    assert.ok(calls > steps, `${calls} products for at most ${steps} steps`);
+    assert.ok(whole.iterations >= 3, `${whole.iterations} passes`);
+  }
 });
 
 test('the source cache stays within its byte bound and evicts the least recently used tensor', () => {

@@ -71,6 +71,13 @@ export interface WeightMatchingOptions {
    * with `plain`.
    */
   incremental?: boolean;
+  /**
+   * Hold as little as possible: no kept cost matrices, and each step's product computed a few terms at a
+   * time (operands no wider than the largest tensor) and in blocks of rows (a fraction of it), summed in
+   * float64, instead of one product over side-by-side operands. Same matrices up to float32 rounding.
+   * Default: on for sources that are not in memory (models streamed from files), off otherwise.
+   */
+  lowMemory?: boolean;
   /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
   tol?: number;
 }
@@ -138,11 +145,20 @@ function operandWidth(spec: PermutationSpec, p: string, n: number, source: Param
   return k;
 }
 
+/** Bounds on a step's product: operand size (floats) per product, and rows of the result per call. */
+interface ProductLimits {
+  readonly operand: number;
+  readonly rows: (n: number) => number;
+}
+
+const UNLIMITED: ProductLimits = { operand: Infinity, rows: (n) => n };
+
 /**
- * Writes the n × n matrix C of one assignment step (see the module comment) into `cost`, widened to
- * float64. The terms' axis-first views are laid side by side, A's in one n × K matrix and B's in another,
- * so C is a single product A·Bᵀ; each term's tensors are loaded just before they are laid in and dropped
- * right after.
+ * Writes the n × n matrix C of one assignment step (see the module comment) into `cost`, in float64. The
+ * terms' axis-first views are laid side by side, A's in one n × K matrix and B's in another, so C is a
+ * single product A·Bᵀ; each term's tensors are loaded just before they are laid in and dropped right
+ * after. Under limits, consecutive terms are grouped so the operands stay within `limits.operand` floats,
+ * and each group's product is computed `limits.rows(n)` rows at a time and added up.
  */
 async function costMatrix(
   spec: PermutationSpec,
@@ -154,18 +170,35 @@ async function costMatrix(
   engine: MatmulEngine,
   scratch: Scratch,
   cost: Float64Array,
+  limits: ProductLimits,
 ): Promise<void> {
-  const k = operandWidth(spec, p, n, sourceA);
-  const a = scratch.get('a', n * k);
-  const b = scratch.get('b', n * k);
-  let col = 0;
-  for (const { tensor, axis } of spec.permToAxes[p]) {
-    sourceA.use(tensor, (t) => writeAxisFirst(t, axis, a, k, col));
-    const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
-    sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
-    col += sizeOf(sourceA.shape(tensor)) / n;
+  const terms = spec.permToAxes[p];
+  const widthOf = (tensor: string) => sizeOf(sourceA.shape(tensor)) / n;
+  const rows = Math.max(1, Math.min(n, limits.rows(n)));
+  let first = true;
+  for (let start = 0; start < terms.length; ) {
+    let end = start + 1;
+    let k = widthOf(terms[start].tensor);
+    while (end < terms.length && n * (k + widthOf(terms[end].tensor)) <= limits.operand) k += widthOf(terms[end++].tensor);
+    const a = scratch.get('a', n * k);
+    const b = scratch.get('b', n * k);
+    let col = 0;
+    for (const { tensor, axis } of terms.slice(start, end)) {
+      sourceA.use(tensor, (t) => writeAxisFirst(t, axis, a, k, col));
+      const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
+      sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
+      col += widthOf(tensor);
+    }
+    for (let r0 = 0; r0 < n; r0 += rows) {
+      const r1 = Math.min(n, r0 + rows);
+      const part = await engine.abt(a.subarray(r0 * k, r1 * k), r1 - r0, b, n, k);
+      const into = cost.subarray(r0 * n, r1 * n);
+      if (first) into.set(part);
+      else for (let i = 0; i < into.length; i++) into[i] += part[i];
+    }
+    first = false;
+    start = end;
   }
-  cost.set(await engine.abt(a, n, b, n, k));
 }
 
 /** The terms' tensors of permutation p from one source, as params (for the cosine norms, computed once). */
@@ -219,20 +252,25 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
     }
   }
 
+  const lowMemory = options.lowMemory ?? !(sourceA.resident === true && sourceB.resident === true);
+  let largestTensor = 0;
+  for (const p of names) for (const { tensor } of spec.permToAxes[p]) largestTensor = Math.max(largestTensor, sizeOf(sourceA.shape(tensor)));
+  // Low memory: operands no wider than the largest tensor, results a quarter of it per call.
+  const limits: ProductLimits = lowMemory ? { operand: largestTensor, rows: (n) => Math.ceil(largestTensor / 4 / n) } : UNLIMITED;
   // The operands of the widest step, allocated once up front: growing them step by step would leave the
   // outgrown buffers as garbage on top of the new ones, raising the peak this module exists to lower.
   const scratch = new Scratch();
   let widest = 0;
   for (const p of names) widest = Math.max(widest, sizes[p] * operandWidth(spec, p, sizes[p], sourceA));
-  scratch.get('a', widest);
-  scratch.get('b', widest);
+  scratch.get('a', Math.min(widest, Math.max(limits.operand, largestTensor)));
+  scratch.get('b', Math.min(widest, Math.max(limits.operand, largestTensor)));
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
   // One float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or
   // with a cost cache only the cosine-scaled copy of a kept one.
-  const incremental = options.incremental ?? (!options.plain && sourceA.resident === true && sourceB.resident === true);
+  const incremental = options.incremental ?? (!options.plain && !lowMemory);
   const costBuffer = new Float64Array(!incremental || unitNorms ? largest * largest : 0);
-  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into);
+  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into, limits);
   const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size)) : null;
 
   const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
