@@ -52,11 +52,13 @@ export function take(t: Tensor, index: Int32Array, axis: number, out?: Float32Ar
   if (index.length !== n) {
     throw new Error(`take: index of length ${index.length} on axis ${axis} of size ${n}`);
   }
-  const src = t.data;
-  const dst = out ?? new Float32Array(src.length);
+  const dst = out ?? new Float32Array(t.data.length);
+  // Bit patterns, as in the layout kernels below: an exact copy of every value, NaN payloads included.
+  const src = bitsOf(t.data);
+  const bits = bitsOf(dst);
   for (let o = 0; o < outer; o++) {
     const base = o * n * inner;
-    for (let i = 0; i < n; i++) copyRun(src, base + index[i] * inner, dst, base + i * inner, inner);
+    for (let i = 0; i < n; i++) copyRun(src, base + index[i] * inner, bits, base + i * inner, inner);
   }
   return { shape: t.shape, data: dst };
 }
@@ -80,21 +82,10 @@ export function axisFirstMatrix(t: Tensor, axis: number, out?: Float32Array): { 
  * `ld` wide, starting at column `col`: so several tensors' views can sit side by side in one matrix.
  */
 export function writeAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: number, col: number): void {
+  // As outer × n blocks of `inner` values, row i of the view is the blocks (o, i) for o = 0, 1, ...: a
+  // transpose of the blocks (a plain transpose when `inner` is 1, row copies when `outer` is 1).
   const { outer, n, inner } = axisSplit(t.shape, axis);
-  const src = t.data;
-  if (inner === 1) {
-    // A plain transpose (the last axis first): read rows of src, scatter down columns of dst.
-    for (let o = 0; o < outer; o++) {
-      const from = o * n;
-      const to = col + o;
-      for (let i = 0; i < n; i++) dst[i * ld + to] = src[from + i];
-    }
-    return;
-  }
-  // Row i is the concatenation over o of the inner-block src[o, i, :].
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < n; i++) copyRun(src, (o * n + i) * inner, dst, i * ld + col + o * inner, inner);
-  }
+  transposeBlocks(bitsOf(t.data), outer, n, inner, null, bitsOf(dst), ld, col);
 }
 
 /**
@@ -110,7 +101,6 @@ export function writeGatheredAxisFirst(
   ld: number,
   col: number,
 ): void {
-  const src = t.data;
   // Matrices, and tensors whose permuted axes are among the first two (conv weights O×I×kH×kW): view them
   // as d0 × d1 × block and gather the two leading axes while copying whole blocks.
   const rank = t.shape.length;
@@ -118,26 +108,8 @@ export function writeGatheredAxisFirst(
     const [d0, d1] = t.shape;
     let block = 1;
     for (let d = 2; d < rank; d++) block *= t.shape[d];
-    if (axis === 0) {
-      const q = index[1];
-      for (let i = 0; i < d0; i++) {
-        const to = i * ld + col;
-        for (let j = 0; j < d1; j++) copyRun(src, (i * d1 + (q ? q[j] : j)) * block, dst, to + j * block, block);
-      }
-    } else if (block === 1) {
-      const q = index[0];
-      for (let o = 0; o < d0; o++) {
-        const from = (q ? q[o] : o) * d1;
-        const to = col + o;
-        for (let i = 0; i < d1; i++) dst[i * ld + to] = src[from + i];
-      }
-    } else {
-      const q = index[0];
-      for (let o = 0; o < d0; o++) {
-        const from = (q ? q[o] : o) * d1;
-        for (let i = 0; i < d1; i++) copyRun(src, (from + i) * block, dst, i * ld + col + o * block, block);
-      }
-    }
+    if (axis === 0) gatherBlocks(bitsOf(t.data), d0, d1, block, index[1] ?? null, bitsOf(dst), ld, col);
+    else transposeBlocks(bitsOf(t.data), d0, d1, block, index[0] ?? null, bitsOf(dst), ld, col);
     return;
   }
   let gathered = t;
@@ -147,9 +119,240 @@ export function writeGatheredAxisFirst(
   writeAxisFirst(gathered, axis, dst, ld, col);
 }
 
+/*
+ * The layout kernels below move float32 values as their int32 bit patterns: a pure copy then keeps every
+ * bit (NaN payloads included), which a float load/store does not promise (V8's interpreter quiets
+ * signalling NaNs, its optimised code does not), and it costs the same.
+ *
+ * Their speed comes from two measured things (bench/layout.ts): loops unrolled 8 (or 4) ways, since V8
+ * neither unrolls nor vectorises and a one-element loop spends most of its time on loop overhead; and
+ * touching memory in runs, so that a transpose's strided side stays within 8 cache lines at a time (an
+ * 8-row band: 8 source rows read in step, 8 contiguous values written per destination row).
+ * Square tiles (8×8 to 64×64, with a one-element inner loop) gained 1.2–1.7× over the plain loops at their
+ * best size, which moved with the shape; the unrolled 8-row band gains 2–4× (8–11× where ld is a power of
+ * two, which made the plain loop's strided writes collide in cache sets). A 16-row band was a little
+ * faster on narrow sources and much slower on 2048-wide ones (16 read streams 8 KiB apart share cache
+ * sets); tiling the band's columns as well gained nothing up to 2048 columns.
+ */
+
+/** A bit-for-bit int32 view of a float32 array's elements (no copy). */
+function bitsOf(a: Float32Array): Int32Array {
+  return new Int32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Above this block length a block is copied with TypedArray.set (a memcpy) rather than element by element. */
+const LONG_RUN = 48;
+
+/** gatherBlocks stages source rows of block-1 gathers for sources of at least this many values (16 MiB). */
+const STAGE_ABOVE = 1 << 22;
+
+/**
+ * dst[c·ld + col + r·block + e] = src[(row(r)·cols + c)·block + e] for r < rows, c < cols, e < block, where
+ * row(r) = rowIndex[r] (or r when null): src seen as a rows × cols matrix of `block`-long blocks, its rows
+ * gathered, transposed into dst.
+ */
+function transposeBlocks(
+  src: Int32Array,
+  rows: number,
+  cols: number,
+  block: number,
+  rowIndex: Int32Array | null,
+  dst: Int32Array,
+  ld: number,
+  col: number,
+): void {
+  if (block === 1) transposeBand8(src, rows, cols, rowIndex, dst, ld, col);
+  else if (block < LONG_RUN) transposeBlocksBand8(src, rows, cols, block, rowIndex, dst, ld, col);
+  else {
+    // Long blocks: each is a memcpy already, and the order of the copies hardly matters.
+    for (let r = 0; r < rows; r++) {
+      const from = (rowIndex ? rowIndex[r] : r) * cols * block;
+      for (let c = 0; c < cols; c++) copyRun(src, from + c * block, dst, c * ld + col + r * block, block);
+    }
+  }
+}
+
+/** transposeBlocks for block 1: a plain (row-gathered) transpose, 8 source rows at a time. */
+function transposeBand8(
+  src: Int32Array,
+  rows: number,
+  cols: number,
+  q: Int32Array | null,
+  dst: Int32Array,
+  ld: number,
+  col: number,
+): void {
+  const full = rows - (rows % 8);
+  for (let r = 0; r < full; r += 8) {
+    const s0 = (q ? q[r] : r) * cols;
+    const s1 = (q ? q[r + 1] : r + 1) * cols;
+    const s2 = (q ? q[r + 2] : r + 2) * cols;
+    const s3 = (q ? q[r + 3] : r + 3) * cols;
+    const s4 = (q ? q[r + 4] : r + 4) * cols;
+    const s5 = (q ? q[r + 5] : r + 5) * cols;
+    const s6 = (q ? q[r + 6] : r + 6) * cols;
+    const s7 = (q ? q[r + 7] : r + 7) * cols;
+    let to = col + r;
+    for (let c = 0; c < cols; c++, to += ld) {
+      dst[to] = src[s0 + c];
+      dst[to + 1] = src[s1 + c];
+      dst[to + 2] = src[s2 + c];
+      dst[to + 3] = src[s3 + c];
+      dst[to + 4] = src[s4 + c];
+      dst[to + 5] = src[s5 + c];
+      dst[to + 6] = src[s6 + c];
+      dst[to + 7] = src[s7 + c];
+    }
+  }
+  // The last rows % 8 source rows, one at a time.
+  for (let r = full; r < rows; r++) {
+    const from = (q ? q[r] : r) * cols;
+    let to = col + r;
+    for (let c = 0; c < cols; c++, to += ld) dst[to] = src[from + c];
+  }
+}
+
+/** transposeBlocks for short blocks (2 ≤ block < LONG_RUN, e.g. a 3×3 kernel's 9): 8 source rows at a time. */
+function transposeBlocksBand8(
+  src: Int32Array,
+  rows: number,
+  cols: number,
+  block: number,
+  q: Int32Array | null,
+  dst: Int32Array,
+  ld: number,
+  col: number,
+): void {
+  const stride = cols * block;
+  const b2 = 2 * block;
+  const b3 = 3 * block;
+  const b4 = 4 * block;
+  const b5 = 5 * block;
+  const b6 = 6 * block;
+  const b7 = 7 * block;
+  const full = rows - (rows % 8);
+  for (let r = 0; r < full; r += 8) {
+    const s0 = (q ? q[r] : r) * stride;
+    const s1 = (q ? q[r + 1] : r + 1) * stride;
+    const s2 = (q ? q[r + 2] : r + 2) * stride;
+    const s3 = (q ? q[r + 3] : r + 3) * stride;
+    const s4 = (q ? q[r + 4] : r + 4) * stride;
+    const s5 = (q ? q[r + 5] : r + 5) * stride;
+    const s6 = (q ? q[r + 6] : r + 6) * stride;
+    const s7 = (q ? q[r + 7] : r + 7) * stride;
+    let to = col + r * block;
+    for (let cb = 0; cb < stride; cb += block, to += ld) {
+      // Destination row c gets the 8 rows' blocks c side by side: element e of each, in step.
+      for (let e = 0; e < block; e++) {
+        const t = to + e;
+        const f = cb + e;
+        dst[t] = src[s0 + f];
+        dst[t + block] = src[s1 + f];
+        dst[t + b2] = src[s2 + f];
+        dst[t + b3] = src[s3 + f];
+        dst[t + b4] = src[s4 + f];
+        dst[t + b5] = src[s5 + f];
+        dst[t + b6] = src[s6 + f];
+        dst[t + b7] = src[s7 + f];
+      }
+    }
+  }
+  for (let r = full; r < rows; r++) {
+    const from = (q ? q[r] : r) * stride;
+    let to = col + r * block;
+    for (let cb = 0; cb < stride; cb += block, to += ld) {
+      for (let e = 0; e < block; e++) dst[to + e] = src[from + cb + e];
+    }
+  }
+}
+
+/**
+ * dst[r·ld + col + c·block + e] = src[(r·cols + col(c))·block + e] for r < rows, c < cols, e < block, where
+ * col(c) = colIndex[c] (or c when null): src seen as a rows × cols matrix of `block`-long blocks, its
+ * columns gathered, row by row into dst.
+ */
+function gatherBlocks(
+  src: Int32Array,
+  rows: number,
+  cols: number,
+  block: number,
+  q: Int32Array | null,
+  dst: Int32Array,
+  ld: number,
+  col: number,
+): void {
+  const width = cols * block;
+  if (!q) {
+    for (let r = 0; r < rows; r++) copyRun(src, r * width, dst, r * ld + col, width);
+  } else if (block === 1) {
+    // A source far larger than the caches is read row by row in a random order: staging each row with one
+    // memcpy first makes those first touches sequential (2× on 2048 × 2048; a few % slower when the source
+    // fits in cache, hence the threshold).
+    const staged = rows * cols >= STAGE_ABOVE ? new Int32Array(cols) : null;
+    const full = cols - (cols % 8);
+    for (let r = 0; r < rows; r++) {
+      let row = src;
+      let from = r * cols;
+      if (staged) {
+        staged.set(src.subarray(from, from + cols));
+        row = staged;
+        from = 0;
+      }
+      const to = r * ld + col;
+      let c = 0;
+      for (; c < full; c += 8) {
+        const t = to + c;
+        dst[t] = row[from + q[c]];
+        dst[t + 1] = row[from + q[c + 1]];
+        dst[t + 2] = row[from + q[c + 2]];
+        dst[t + 3] = row[from + q[c + 3]];
+        dst[t + 4] = row[from + q[c + 4]];
+        dst[t + 5] = row[from + q[c + 5]];
+        dst[t + 6] = row[from + q[c + 6]];
+        dst[t + 7] = row[from + q[c + 7]];
+      }
+      for (; c < cols; c++) dst[to + c] = row[from + q[c]];
+    }
+  } else if (block < LONG_RUN) {
+    // Short blocks: 4 rows at a time share each gathered column's offset and loop overhead.
+    const l2 = 2 * ld;
+    const l3 = 3 * ld;
+    const w2 = 2 * width;
+    const w3 = 3 * width;
+    const full = rows - (rows % 4);
+    for (let r = 0; r < full; r += 4) {
+      const from = r * width;
+      let to = r * ld + col;
+      for (let c = 0; c < cols; c++, to += block) {
+        const f0 = from + q[c] * block;
+        for (let e = 0; e < block; e++) {
+          const t = to + e;
+          const f = f0 + e;
+          dst[t] = src[f];
+          dst[t + ld] = src[f + width];
+          dst[t + l2] = src[f + w2];
+          dst[t + l3] = src[f + w3];
+        }
+      }
+    }
+    for (let r = full; r < rows; r++) {
+      const from = r * width;
+      let to = r * ld + col;
+      for (let c = 0; c < cols; c++, to += block) {
+        const f = from + q[c] * block;
+        for (let e = 0; e < block; e++) dst[to + e] = src[f + e];
+      }
+    }
+  } else {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) copyRun(src, (r * cols + q[c]) * block, dst, r * ld + col + c * block, block);
+    }
+  }
+}
+
 /** dst[to .. to+len) = src[from .. from+len): a loop for short runs, where a subarray would cost more. */
-function copyRun(src: Float32Array, from: number, dst: Float32Array, to: number, len: number): void {
-  if (len < 48) {
+function copyRun(src: Int32Array, from: number, dst: Int32Array, to: number, len: number): void {
+  if (len < LONG_RUN) {
     for (let k = 0; k < len; k++) dst[to + k] = src[from + k];
   } else {
     dst.set(src.subarray(from, from + len), to);

@@ -159,3 +159,165 @@ test('gatheredDot equals the dot product with the gathered tensor, for ranks 1 t
     assert.ok(Math.abs(gatheredDot(a, b, index) - want) < 1e-9);
   }
 });
+
+// ===================================================================================================
+// Layout kernels: writeAxisFirst / writeGatheredAxisFirst against a naive reference written here.
+// (Property checks over random shapes of rank 1–4, axes, gather indices, ld and col offsets, with sizes
+// that the kernels' 8-row bands and 8-wide unrolling do not divide; every bit must match, and nothing
+// outside the view may be written.)
+// ===================================================================================================
+
+// Import declarations are hoisted, so this block can name what it needs beside the file's own imports.
+import { writeAxisFirst } from '../src/tensor.js';
+import { createRng, shuffledRange, type Rng } from '../src/random.js';
+
+/** A tensor whose values are arbitrary float32 bit patterns: NaNs with payloads, -0, subnormals and all. */
+function randomBitsTensor(shape: number[], rng: Rng): Tensor {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const bits = new Int32Array(n);
+  for (let i = 0; i < n; i++) bits[i] = (rng.next() * 4294967296) | 0;
+  return { shape, data: new Float32Array(bits.buffer) };
+}
+
+/**
+ * The definition, element by element: entry m (a multi-index of the gathered tensor) comes from t at
+ * m with m[d] replaced by index[d][m[d]] for d ≠ axis; it goes to row m[axis], column = the row-major
+ * position of m without its axis-th entry, of the ld-wide dst, shifted by col. Copies bit patterns.
+ */
+function referenceLayout(t: Tensor, axis: number, index: readonly (Int32Array | null)[], dst: Float32Array, ld: number, col: number): void {
+  const shape = t.shape;
+  const rank = shape.length;
+  const src = new Int32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+  const out = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
+  const m = new Array<number>(rank).fill(0);
+  for (let flat = 0; flat < src.length; flat++) {
+    let rest = flat;
+    for (let d = rank - 1; d >= 0; d--) {
+      m[d] = rest % shape[d];
+      rest = Math.floor(rest / shape[d]);
+    }
+    let from = 0;
+    let column = 0;
+    for (let d = 0; d < rank; d++) {
+      const q = index[d];
+      from = from * shape[d] + (d !== axis && q ? q[m[d]] : m[d]);
+      if (d !== axis) column = column * shape[d] + m[d];
+    }
+    out[m[axis] * ld + col + column] = src[from];
+  }
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Int32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Int32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** One dimension: mostly small, sometimes past an 8-row band or a 48-long block, rarely 1. */
+function randomDim(rng: Rng): number {
+  const u = rng.next();
+  if (u < 0.2) return 1 + rng.int(3);
+  if (u < 0.75) return 4 + rng.int(17);
+  return 21 + rng.int(40);
+}
+
+/** Lays t out with `write` and with the reference into identical random-filled destinations; compares all bits. */
+function checkLayout(
+  what: string,
+  t: Tensor,
+  axis: number,
+  index: readonly (Int32Array | null)[],
+  write: (dst: Float32Array, ld: number, col: number) => void,
+  rng: Rng,
+): void {
+  const n = t.shape[axis];
+  const width = t.data.length / n;
+  const extra = rng.int(3) === 0 ? 0 : rng.int(40);
+  const ld = width + extra;
+  const col = rng.int(extra + 1);
+  // The whole destination starts as random bits, a tail past the last row included: any stray write shows.
+  const size = n * ld + rng.int(5);
+  const before = randomBitsTensor([size], rng).data;
+  const want = Float32Array.from(before);
+  const got = Float32Array.from(before);
+  const input = Float32Array.from(t.data);
+  referenceLayout(t, axis, index, want, ld, col);
+  write(got, ld, col);
+  const label = `${what} shape [${t.shape.join(', ')}] axis ${axis} gathered [${index.map((q) => (q ? 'perm' : '-')).join(', ')}] ld ${ld} col ${col}`;
+  assert.ok(sameBits(got, want), label);
+  assert.ok(sameBits(t.data, input), `${label}: input changed`);
+}
+
+test('layout kernels: writeAxisFirst equals the naive definition bit for bit on random shapes, axes, ld and col', () => {
+  const rng = createRng(20240611);
+  for (let trial = 0; trial < 300; trial++) {
+    const rank = 1 + rng.int(4);
+    let shape: number[];
+    do shape = Array.from({ length: rank }, () => randomDim(rng));
+    while (shape.reduce((x, y) => x * y, 1) > 30000);
+    const t = randomBitsTensor(shape, rng);
+    const axis = rng.int(rank);
+    checkLayout('writeAxisFirst', t, axis, shape.map(() => null), (dst, ld, col) => writeAxisFirst(t, axis, dst, ld, col), rng);
+  }
+});
+
+test('layout kernels: writeGatheredAxisFirst equals the naive definition bit for bit on random shapes, gathers, ld and col', () => {
+  const rng = createRng(777);
+  for (let trial = 0; trial < 400; trial++) {
+    const rank = 1 + rng.int(4);
+    let shape: number[];
+    do shape = Array.from({ length: rank }, () => randomDim(rng));
+    while (shape.reduce((x, y) => x * y, 1) > 30000);
+    const t = randomBitsTensor(shape, rng);
+    const axis = rng.int(rank);
+    // Mostly the conv/matrix case (only the two leading axes gathered), sometimes any axis; index[axis]
+    // is sometimes given too, and must be ignored.
+    const leadingOnly = rng.next() < 0.7;
+    const index = shape.map((d, k) =>
+      (k === axis ? rng.next() < 0.3 : (!leadingOnly || k < 2) && rng.next() < 0.6) ? shuffledRange(d, rng) : null,
+    );
+    checkLayout('writeGatheredAxisFirst', t, axis, index, (dst, ld, col) => writeGatheredAxisFirst(t, axis, index, dst, ld, col), rng);
+  }
+});
+
+test('layout kernels: every kernel branch on chosen shapes (bands with tails, short and long blocks, unit dims)', () => {
+  const rng = createRng(5);
+  const shapes = [
+    [1], [7], [1, 1], [1, 9], [9, 1], [8, 8], [16, 24], [17, 9], [7, 13], [10, 51], [33, 8],
+    [9, 5, 3, 3], [8, 4, 3, 3], [12, 7, 2], [5, 3, 7, 8], [3, 17, 50], [20, 12, 1, 1], [6, 2, 5, 5],
+  ];
+  for (const shape of shapes) {
+    const t = randomBitsTensor(shape, rng);
+    for (let axis = 0; axis < shape.length; axis++) {
+      checkLayout('writeAxisFirst', t, axis, shape.map(() => null), (dst, ld, col) => writeAxisFirst(t, axis, dst, ld, col), rng);
+      for (const gather of [false, true]) {
+        const index = shape.map((d, k) => (gather && k !== axis && k < 2 ? shuffledRange(d, rng) : null));
+        checkLayout('writeGatheredAxisFirst', t, axis, index, (dst, ld, col) => writeGatheredAxisFirst(t, axis, index, dst, ld, col), rng);
+      }
+    }
+  }
+});
+
+test('layout kernels: a gather over a source of 2^22+ values (rows staged) matches the definition', () => {
+  // Above 2^22 values writeGatheredAxisFirst copies each source row aside before gathering it.
+  const rows = 1024;
+  const cols = 4097;
+  const rng = createRng(11);
+  const t = randomBitsTensor([rows, cols], rng);
+  const q = shuffledRange(cols, rng);
+  const ld = cols + 3;
+  const col = 2;
+  const dst = new Float32Array(rows * ld).fill(-1);
+  writeGatheredAxisFirst(t, 0, [shuffledRange(rows, rng), q], dst, ld, col);
+  const src = new Int32Array(t.data.buffer);
+  const out = new Int32Array(dst.buffer);
+  const minusOne = new Int32Array(Float32Array.of(-1).buffer)[0];
+  let bad = 0;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < ld; j++) {
+      const want = j >= col && j < col + cols ? src[i * cols + q[j - col]] : minusOne;
+      if (out[i * ld + j] !== want) bad++;
+    }
+  }
+  assert.equal(bad, 0);
+});
