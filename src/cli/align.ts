@@ -2,14 +2,17 @@
 import { Command } from 'commander';
 import { applyPermutation, churn } from '../permute.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
-import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike } from './model-file.js';
+import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike, type ModelFile } from './model-file.js';
 import { assertOutputs, dataFiles, resolveSpec } from './resolve.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
 import { weightMatchingFrom } from '../match/weight-matching.js';
-import { shapeStubs } from '../match/param-source.js';
+import { shapeStubs, type ParamSource } from '../match/param-source.js';
 import { openSafetensorsSource } from '../match/param-source-fs.js';
+import { openOnnxSource } from '../match/param-source-onnx.js';
 import { writePermutedSafetensors } from '../io/safetensors-stream.js';
+import { writePermutedOnnx } from '../io/onnx-stream.js';
+import type { OnnxModel } from '../io/onnx.js';
 import { writeFileAtomic } from '../io/atomic.js';
 
 interface AlignFlags extends MatchFlags {
@@ -39,22 +42,33 @@ async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFla
 }
 
 /**
- * --low-memory: safetensors read tensor by tensor for matching and for writing, so neither model is ever
- * held whole (see weightMatchingFrom). Weight and cosine matching only: activations need the graph.
+ * --low-memory: both models read tensor by tensor for matching and for writing, so neither is ever held
+ * whole (see weightMatchingFrom): safetensors files, or ONNX models (their weights normally in external
+ * data files). Both must be of one format, as in memory. Weight and cosine matching only: activations
+ * need the whole model run.
  */
 async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFlags): Promise<AlignOutcome> {
   if (flags.method === 'activation') throw new InputError('--low-memory works with --method weight or cosine (activation matching runs the whole model)');
-  for (const path of [a, b]) {
-    if (sniffModelFormat(path) !== 'safetensors') throw new InputError(`${path}: --low-memory reads safetensors files; this one is ONNX`);
-  }
-  const sourceA = openSafetensorsSource(a);
+  const formats = [a, b].map(sniffModelFormat);
+  if (formats[0] !== formats[1]) throw new InputError(`the models mix formats (${formats.join(', ')}); give both as ONNX or both as safetensors`);
+  const format = formats[0];
+  const open = (path: string): ParamSource & { files?: readonly string[]; model?: OnnxModel } =>
+    format === 'onnx' ? openOnnxSource(path) : openSafetensorsSource(path);
+  const sourceA = open(a);
   try {
-    const sourceB = openSafetensorsSource(b);
+    const sourceB = open(b);
     try {
-      // Specs are built from names and shapes alone, so shape-only stand-ins serve the spec resolution.
-      const stubs = [sourceA, sourceB].map((s, i) => ({ path: [a, b][i], format: 'safetensors' as const, params: shapeStubs(s), files: [[a, b][i]] }));
+      // Specs are built from names, shapes and (for ONNX) the graph, so shape-only stand-ins serve the spec
+      // resolution, and the output checks see every file each source reads (ONNX external data too).
+      const stubs: ModelFile[] = [sourceA, sourceB].map((s, i) => ({
+        path: [a, b][i],
+        format,
+        params: shapeStubs(s),
+        files: s.files ?? [[a, b][i]],
+        ...(s.model !== undefined ? { onnx: s.model } : {}),
+      }));
       const spec = resolveSpec(flags.spec, stubs);
-      const inputs = [a, b, ...spec.files];
+      const inputs = [...stubs.flatMap((m) => m.files), ...spec.files];
       assertOutputs([...modelOutputs(stubs[1], flags.output), flags.perms], inputs);
       assertModelName(stubs[1], flags.output);
       const r = await weightMatchingFrom({
@@ -68,8 +82,13 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
         onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
       });
       ctx.progress.done();
-      writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
-      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written: [flags.output], specSource: spec.source, inputs };
+      let written: string[];
+      if (format === 'onnx') written = writePermutedOnnx(b, flags.output, spec.spec, r.perms, { inputs });
+      else {
+        writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
+        written = [flags.output];
+      }
+      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written, specSource: spec.source, inputs };
     } finally {
       sourceB.close();
     }
@@ -89,7 +108,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
     .option('--json', 'print the result as JSON')
-    .option('--low-memory', 'safetensors only: read both models tensor by tensor instead of whole (for models larger than memory)')
+    .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching)')
     .action(async (a: string, b: string, flags: AlignFlags) => {
       const g = globals();
       const ctx = makeContext(g);

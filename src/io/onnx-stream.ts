@@ -1,0 +1,347 @@
+/**
+ * ONNX models larger than memory (Node): their weights sit in external data files, and the .onnx file holds
+ * the graph and small tensors. `openOnnxStore` parses the .onnx once and reads each external float
+ * initializer by offset on request (the ParamSource in match/param-source-onnx.ts is built on it);
+ * `writePermutedOnnx` writes a permuted copy tensor by tensor. The output is byte for byte what the
+ * in-memory path writes (readOnnxFile, applyPermutation, writeOnnxFile): the same .onnx and the same
+ * `<output name>.data` beside it, built by the same functions (withInitializers, withExternalRefs).
+ */
+import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { InputError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { shapeToString, sizeOf } from '../tensor.js';
+import type { PermutationSpec } from '../spec/spec.js';
+import { validateSpec } from '../spec/spec.js';
+import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
+import { assertNotInput, writeFileAtomic } from './atomic.js';
+import { decodeFloat, encodeFloat, FLOAT_ITEMSIZE, type FloatDtype } from './dtype.js';
+import {
+  internalizeExternal,
+  isFloatDtype,
+  onnxInitializerValue,
+  onnxParams,
+  parseOnnx,
+  rawDataLength,
+  serializeOnnx,
+  withExternalRefs,
+  withInitializers,
+  type ExternalResolver,
+  type OnnxDtype,
+  type OnnxExternalRef,
+  type OnnxModel,
+} from './onnx.js';
+import { fileResolver, writeOnnxFile } from './onnx-file.js';
+
+/** Protobuf messages, and so .onnx files, cannot exceed 2 GiB (weights beyond that must be external). */
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+// Node's single read() is capped near 2 GiB; read larger spans in pieces.
+const READ_CHUNK = 1 << 30;
+
+/** The dtype.ts name of an ONNX float dtype (how its bytes are decoded and encoded). */
+export function floatStorage(dtype: OnnxDtype): FloatDtype {
+  switch (dtype) {
+    case 'float16':
+      return 'F16';
+    case 'bfloat16':
+      return 'BF16';
+    case 'float64':
+      return 'F64';
+    default:
+      return 'F32';
+  }
+}
+
+/** Reads and parses the .onnx file itself (as readOnnxFile does), refusing one no protobuf reader could hold. */
+export function parseOnnxFile(path: string): OnnxModel {
+  let bytes: Uint8Array;
+  try {
+    const size = statSync(path).size;
+    if (size > PROTOBUF_LIMIT) {
+      throw new InputError(`${path}: ${size} bytes is more than an ONNX protobuf can hold (2 GiB); weights that large belong in external data files`);
+    }
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read ONNX model '${path}' (${(e as { code?: string }).code ?? (e as Error).message})`);
+  }
+  return parseOnnx(bytes, path);
+}
+
+export interface OnnxStore {
+  readonly path: string;
+  /**
+   * The parsed model. External non-float initializers (shape constants) and empty ones have been read in,
+   * as readOnnxFile reads them, so graph analysis and the writer see what the in-memory path sees; every
+   * other float initializer stored externally still refers to its data file, with its length resolved.
+   */
+  readonly model: OnnxModel;
+  /** Every file read: the model, then its external data files (inputs never to be overwritten). */
+  readonly files: readonly string[];
+  /** The byte length of a float initializer read from a data file; undefined for those the model holds. */
+  storedLength(name: string): number | undefined;
+  /** Its stored bytes (own dtype), into `out` (exactly storedLength bytes) or a fresh buffer. */
+  readStored(name: string, out?: Uint8Array): Uint8Array;
+  close(): void;
+}
+
+interface Stored {
+  readonly fd: number;
+  readonly file: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+const rangeKey = (location: string, offset: number, length: number | null): string => `${location}\0${offset}\0${length ?? ''}`;
+
+/** Byte length of a float initializer's values in its own dtype. */
+function floatBytes(dtype: OnnxDtype, shape: readonly number[]): number {
+  return sizeOf(shape) * FLOAT_ITEMSIZE[floatStorage(dtype)];
+}
+
+/**
+ * Opens an ONNX model for reading tensor by tensor. Every external location goes through onnx-file.ts's
+ * resolver (a relative path inside the model's folder, also through links), and every range is checked
+ * against its file's size and its tensor's dtype and shape before anything is returned: a truncated data
+ * file fails here, with an InputError naming the tensor and the file.
+ */
+export function openOnnxStore(path: string): OnnxStore {
+  const parsed = parseOnnxFile(path);
+  const list = parsed.proto.graph?.initializer ?? [];
+  const r = fileResolver(path);
+  const fds = new Map<string, { fd: number; size: number; file: string }>();
+  const stored = new Map<string, Stored>();
+  const closeAll = (): void => {
+    for (const f of fds.values()) closeSync(f.fd);
+    fds.clear();
+  };
+  let model: OnnxModel;
+  try {
+    const streamed = new Map<number, OnnxExternalRef>(); // by initializer index
+    const standIns = new Map<string, number>(); // their ranges as the model states them -> byte length
+    const others = new Set<string>(); // ranges read in for real
+    const validated = new Map<string, string>(); // location -> path
+    let largest = 0;
+    for (const name of parsed.initializerNames) {
+      const info = parsed.initializers[name];
+      const ref = info.external;
+      const expected = isFloatDtype(info.dtype) ? floatBytes(info.dtype, info.shape) : 0;
+      if (ref === null) {
+        // Embedded: checked now as decodeTensor would check it later, so bad input fails before any work.
+        const n = rawDataLength(list[info.index]);
+        if (isFloatDtype(info.dtype) && n !== null && n !== expected) {
+          throw new InputError(`${path}: tensor '${name}' (${info.dtype}) ${shapeToString(info.shape)} has ${n} bytes of data, expected ${expected}`);
+        }
+        continue;
+      }
+      let file = validated.get(ref.location);
+      if (file === undefined) {
+        // The resolver validates the location and opens the file (a zero-length read), in graph order as
+        // readOnnxFile meets them; streamed reads then go through a descriptor of our own, into buffers the
+        // caller may reuse, which the resolver cannot do.
+        const known = r.files.length;
+        r.resolve(ref.location, 0, 0);
+        file = r.files[known];
+        validated.set(ref.location, file);
+      }
+      if (expected === 0) {
+        others.add(rangeKey(ref.location, ref.offset, ref.length));
+        continue;
+      }
+      let f = fds.get(ref.location);
+      if (f === undefined) {
+        const fd = openSync(realpathSync(file), 'r');
+        f = { fd, size: fstatSync(fd).size, file };
+        fds.set(ref.location, f);
+      }
+      const length = ref.length ?? f.size - ref.offset;
+      if (ref.offset > f.size || length < 0 || ref.offset + length > f.size) {
+        throw new InputError(
+          `${path}: initializer '${name}' lies at ${ref.offset}+${ref.length ?? '(rest)'} outside '${f.file}' (${f.size} bytes); the data file is truncated or not this model's`,
+        );
+      }
+      if (length !== expected) {
+        throw new InputError(`${path}: initializer '${name}' (${info.dtype} ${shapeToString(info.shape)}) has ${length} bytes in '${ref.location}', expected ${expected}`);
+      }
+      streamed.set(info.index, { location: ref.location, offset: ref.offset, length });
+      standIns.set(rangeKey(ref.location, ref.offset, ref.length), length);
+      stored.set(name, { fd: f.fd, file: f.file, offset: ref.offset, length });
+      largest = Math.max(largest, length);
+    }
+    // internalizeExternal reads every external tensor in: the streamed ones get stand-ins of their length
+    // (views of one zeroed buffer) and at once their references back, so what the model holds are real
+    // bytes. A range that a tensor read in also uses is read for real (correct either way).
+    const standIn = new Uint8Array(largest);
+    const resolve: ExternalResolver = (location, offset, length) => {
+      const k = rangeKey(location, offset, length);
+      const n = standIns.get(k);
+      return n !== undefined && !others.has(k) ? standIn.subarray(0, n) : r.resolve(location, offset, length);
+    };
+    model = withExternalRefs(internalizeExternal(parsed, resolve), (_t, index) => streamed.get(index) ?? null);
+  } catch (e) {
+    closeAll();
+    throw e;
+  } finally {
+    r.close();
+  }
+  let closed = false;
+  return {
+    path,
+    model,
+    files: [path, ...r.files],
+    storedLength: (name) => stored.get(name)?.length,
+    readStored(name, out) {
+      if (closed) throw new Error(`${path}: source is closed`);
+      const s = stored.get(name);
+      if (s === undefined) throw new Error(`${path}: initializer '${name}' is not read from a data file`);
+      const bytes = out ?? new Uint8Array(s.length);
+      if (bytes.length !== s.length) throw new Error(`readStored: '${name}' has ${s.length} bytes, the buffer ${bytes.length}`);
+      let done = 0;
+      while (done < s.length) {
+        const n = readSync(s.fd, bytes, done, Math.min(READ_CHUNK, s.length - done), s.offset + done);
+        if (n === 0) throw new InputError(`${path}: external data file '${s.file}' ended early while reading '${name}'`);
+        done += n;
+      }
+      return bytes;
+    },
+    close() {
+      closed = true;
+      closeAll();
+    },
+  };
+}
+
+export interface WritePermutedOnnxOptions {
+  /** The command's other input files, which no output may overwrite (the model and its data always count). */
+  readonly inputs?: readonly string[];
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
+  return true;
+}
+
+function checkPerms(spec: PermutationSpec, perms: Perms, model: OnnxModel, label: string): void {
+  const stubs: Record<string, Tensor> = Object.create(null);
+  const empty = new Float32Array(0);
+  for (const name of model.initializerNames) {
+    const info = model.initializers[name];
+    if (isFloatDtype(info.dtype)) stubs[name] = { shape: info.shape, data: empty };
+  }
+  validateSpec(spec, { label, params: stubs });
+  for (const [p, axes] of Object.entries(spec.permToAxes)) {
+    const perm = perms[p];
+    const n = stubs[axes[0].tensor].shape[axes[0].axis];
+    if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
+    if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
+  }
+}
+
+/** Where the in-memory writer starts a tensor of `bytes` bytes (see alignmentFor in onnx-file.ts). */
+function alignmentFor(bytes: number): number {
+  return bytes >= 1 << 20 ? 4096 : 64;
+}
+
+/**
+ * One streamed tensor's output bytes, as withInitializers would store them: the stored bytes when
+ * permuting leaves the float32 values bit for bit unchanged (so float64 keeps its precision), else the
+ * permuted values encoded in the tensor's own dtype.
+ */
+function permutedStored(store: OnnxStore, spec: PermutationSpec, perms: Perms, name: string): Uint8Array {
+  const info = store.model.initializers[name];
+  const dtype = floatStorage(info.dtype);
+  const stored = store.readStored(name);
+  const t: Tensor = { shape: info.shape, data: decodeFloat(dtype, stored) };
+  const out = permutedTensor(spec, perms, name, t);
+  return out === t || sameBits(t.data, out.data) ? stored : encodeFloat(dtype, out.data);
+}
+
+/**
+ * Write P(model at inPath) to outPath atomically, as writeOnnxFile writes the in-memory result. A model
+ * with external data is written as `<outPath>.data` (first) and the .onnx, holding one tensor at a time
+ * (its bytes, float32 values and permuted copy) besides the graph; a model with embedded weights (at most
+ * 2 GiB by protobuf's limit) goes through the in-memory writer. Throws an InputError before writing
+ * anything when the spec or perms do not fit the model or an output would land on an input.
+ * Returns the files written.
+ */
+export function writePermutedOnnx(
+  inPath: string,
+  outPath: string,
+  spec: PermutationSpec,
+  perms: Perms,
+  options: WritePermutedOnnxOptions = {},
+): string[] {
+  const store = openOnnxStore(inPath);
+  try {
+    const model = store.model;
+    checkPerms(spec, perms, model, inPath);
+    const inputs = [...store.files, ...(options.inputs ?? [])];
+    if (model.layout === 'embedded') {
+      return writeOnnxFile(outPath, model, applyPermutation(spec, perms, onnxParams(model)), { inputs });
+    }
+    // writeOnnxFile keeps an external layout: every float initializer with bytes goes to one data file.
+    const dataName = `${basename(outPath)}.data`;
+    const dataPath = join(dirname(outPath), dataName);
+    assertNotInput(outPath, inputs);
+    assertNotInput(dataPath, inputs);
+
+    // The float initializers the model holds are small (or the exporter would have moved them out):
+    // replace them in memory, exactly as the in-memory writer does.
+    const held: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(heldParams(model))) held[name] = permutedTensor(spec, perms, name, t);
+    const updated = withInitializers(model, held);
+
+    // Offsets, as writeOnnxFile assigns them: in graph order, each start aligned, gaps zero-filled.
+    const list = updated.proto.graph?.initializer ?? [];
+    const refs = new Map<number, OnnxExternalRef>();
+    const plan: { name: string; start: number; length: number; held: Uint8Array | null }[] = [];
+    let offset = 0;
+    list.forEach((t, index) => {
+      const name = t.name ?? '';
+      if (!isFloatDtype(updated.initializers[name].dtype)) return;
+      const streamedLength = store.storedLength(name);
+      const n = streamedLength ?? rawDataLength(t);
+      if (n === null || n === 0) return;
+      const start = Math.ceil(offset / alignmentFor(n)) * alignmentFor(n);
+      plan.push({ name, start, length: n, held: streamedLength === undefined ? (t.raw_data as Uint8Array) : null });
+      refs.set(index, { location: dataName, offset: start, length: n });
+      offset = start + n;
+    });
+    const placed = withExternalRefs(updated, (_t, index) => refs.get(index) ?? null);
+    const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
+    if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${outPath}: the model graph alone exceeds protobuf's 2 GiB limit`);
+
+    function* data(): Generator<Uint8Array> {
+      let at = 0;
+      for (const p of plan) {
+        if (p.start > at) yield new Uint8Array(p.start - at);
+        const bytes = p.held ?? permutedStored(store, spec, perms, p.name);
+        if (bytes.length !== p.length) throw new Error(`writePermutedOnnx: '${p.name}' came to ${bytes.length} bytes, planned ${p.length}`);
+        yield bytes;
+        at = p.start + p.length;
+      }
+    }
+    // Data first: a model file that exists always has its data beside it.
+    writeFileAtomic(dataPath, data(), { inputs });
+    writeFileAtomic(outPath, modelBytes, { inputs });
+    return [outPath, dataPath];
+  } finally {
+    store.close();
+  }
+}
+
+/** onnxParams of the float initializers the model itself holds (not those read from data files). */
+function heldParams(model: OnnxModel): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const name of model.initializerNames) {
+    const info = model.initializers[name];
+    if (isFloatDtype(info.dtype) && info.external === null) {
+      out[name] = { shape: info.shape, data: onnxInitializerValue(model, name).data as Float32Array };
+    }
+  }
+  return out;
+}
