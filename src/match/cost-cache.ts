@@ -181,10 +181,14 @@ function select(t: Tensor, index: Int32Array, axis: number): Tensor {
   const { outer, n, inner } = axisSplit(t.shape, axis);
   const k = index.length;
   const out = new Float32Array(outer * k * inner);
+  const src = t.data;
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < k; i++) {
       const from = (o * n + index[i]) * inner;
-      out.set(t.data.subarray(from, from + inner), (o * k + i) * inner);
+      const to = (o * k + i) * inner;
+      // A subarray per run costs more than a short loop (1×1 and 3×3 kernels, matrices: inner is 1 to 9).
+      if (inner < 48) for (let x = 0; x < inner; x++) out[to + x] = src[from + x];
+      else out.set(src.subarray(from, from + inner), to);
     }
   }
   const shape = [...t.shape];
