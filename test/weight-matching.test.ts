@@ -49,6 +49,14 @@ test('the ONNX Runtime engine computes A·Bᵀ like the plain loop', async () =>
     const got = await ort.abt(a, m, b, n, k);
     const want = abtSync(a, m, b, n, k);
     for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-4 * (1 + Math.abs(want[i])));
+    // With a row added to every output row (a dense layer's bias), as the MLP forward pass uses it.
+    const row = Float32Array.from({ length: n }, () => 10 * rng.normal());
+    const withRow = await ort.abtAddRow!(a, m, b, n, k, row);
+    for (let i = 0; i < want.length; i++) {
+      const expected = want[i] + row[i % n];
+      assert.ok(Math.abs(withRow[i] - expected) <= 1e-4 * (1 + Math.abs(expected)), `${m}x${n}x${k} [${i}]`);
+    }
+    await assert.rejects(ort.abtAddRow!(a, m, b, n, k, new Float32Array(n + 1)), /row of length/);
   }
   await ort.dispose?.();
 });

@@ -8,6 +8,12 @@ export interface MatmulEngine {
   readonly name: string;
   /** C = A·Bᵀ for A (m×k) and B (n×k), row-major; returns C (m×n) row-major in float32, a new array the caller owns. */
   abt(a: Float32Array, m: number, b: Float32Array, n: number, k: number): Promise<Float32Array>;
+  /**
+   * A·Bᵀ with `row` (length n) added to every row of the result — a dense layer with its bias — where the
+   * engine does that inside the product (ONNX Runtime's Gemm takes it as its C input, saving a pass over
+   * the output in JS). Engines without it leave it out; callers then add the row themselves.
+   */
+  abtAddRow?(a: Float32Array, m: number, b: Float32Array, n: number, k: number, row: Float32Array): Promise<Float32Array>;
   /** Release native resources, if any. */
   dispose?(): Promise<void>;
 }
