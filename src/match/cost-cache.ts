@@ -60,6 +60,8 @@ export class CostCache {
     private readonly sourceB: ParamSource,
     private readonly engine: MatmulEngine,
     private readonly scratch: (key: 'a' | 'b', size: number) => Float32Array,
+    /** Where the kept matrices live (shared memory when another thread solves the assignments). */
+    private readonly allocate: (length: number) => Float64Array = (length) => new Float64Array(length),
   ) {}
 
   /**
@@ -71,7 +73,7 @@ export class CostCache {
     let matrix = this.matrices.get(p);
     const seen = this.seen.get(p);
     if (matrix === undefined || seen === undefined) {
-      matrix = new Float64Array(n * n);
+      matrix = this.allocate(n * n);
       await fresh(p, matrix);
       this.matrices.set(p, matrix);
       this.seen.set(p, this.snapshot(terms, perms));

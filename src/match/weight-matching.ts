@@ -22,7 +22,7 @@ import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
-import { solveAssignment, type WarmStart } from './lap.js';
+import { solveAssignment, type AssignmentResult, type WarmStart } from './lap.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -78,8 +78,21 @@ export interface WeightMatchingOptions {
    * Default: on for sources that are not in memory (models streamed from files), off otherwise.
    */
   lowMemory?: boolean;
+  /**
+   * A second thread for assignments (createAssignmentThread in assignment-thread.ts, Node). Two consecutive
+   * steps whose permutations share no tensor do not depend on each other: the first one's assignment then
+   * runs on the thread while this one builds and solves the second. Same result as without (tested).
+   */
+  assignmentThread?: AssignmentThread;
   /** A step counts as progress when it improves its linear objective by more than tol · max(1, |objective|). */
   tol?: number;
+}
+
+/** Solves assignments on another thread; cost matrices from `allocate` reach it without a copy. */
+export interface AssignmentThread {
+  allocate(length: number): Float64Array;
+  /** solveAssignment(cost, n, n, { maximize: true, warmStart }), on the other thread. */
+  solve(cost: Float64Array, n: number, warmStart: WarmStart | undefined): Promise<AssignmentResult>;
 }
 
 export interface MatchProgress {
@@ -269,9 +282,12 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   // One float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or
   // with a cost cache only the cosine-scaled copy of a kept one.
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
-  const costBuffer = new Float64Array(!incremental || unitNorms ? largest * largest : 0);
+  const thread = options.assignmentThread;
+  const allocate = (length: number) => (thread ? thread.allocate(length) : new Float64Array(length));
+  // With a second thread, two steps are in flight at once: each needs its own buffer.
+  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => allocate(!incremental || unitNorms ? largest * largest : 0));
   const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into, limits);
-  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size)) : null;
+  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size), allocate) : null;
 
   const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
   let tracked = objectiveBefore;
@@ -294,14 +310,17 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
     let changed = 0;
     let passGain = 0;
     let progress = false;
-    for (let step = 0; step < order.length; step++) {
+    // One step in three phases: prepare (skip or build its cost matrix), solve, apply (in step order).
+    type Prepared =
+      | { step: number; p: string; skipped: true }
+      | { step: number; p: string; skipped: false; n: number; cost: Float64Array; oldL: number; warmStart: WarmStart | undefined; updated: boolean };
+    const prepare = async (step: number, buffer: Float64Array): Promise<Prepared> => {
       const p = names[order[step]];
       const n = sizes[p];
       clock++;
       const last = solvedAt.get(p);
       if (!options.plain && last !== undefined && neighbours[p].every((q) => (changedAt.get(q) ?? -1) < last)) {
-        options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain: 0, reused: true, updated: false });
-        continue;
+        return { step, p, skipped: true };
       }
       solvedAt.set(p, clock);
       let cost: Float64Array;
@@ -312,12 +331,12 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         updated = kept.how === 'update';
         if (unitNorms) {
           // Scaled in a copy: the kept matrix stays unscaled for its next update.
-          const scaled = costBuffer.subarray(0, n * n);
+          const scaled = buffer.subarray(0, n * n);
           scaled.set(cost);
           cost = scaled;
         }
       } else {
-        cost = costBuffer.subarray(0, n * n);
+        cost = buffer.subarray(0, n * n);
         await fresh(p, cost);
       }
       if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
@@ -325,18 +344,53 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       let oldL = 0;
       for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
       const warmStart = options.plain || options.warmStart === false ? undefined : warm.get(p);
-      const solved = solveAssignment(cost, n, n, { maximize: true, warmStart });
+      return { step, p, skipped: false, n, cost, oldL, warmStart, updated };
+    };
+    const solveHere = (s: Prepared & { skipped: false }) => solveAssignment(s.cost, s.n, s.n, { maximize: true, warmStart: s.warmStart });
+    const apply = (s: Prepared, solved: AssignmentResult | null) => {
+      if (s.skipped || solved === null) {
+        options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: s.p, gain: 0, reused: true, updated: false });
+        return;
+      }
+      const { p } = s;
       warm.set(p, { colPotential: solved.colPotential, rowPotential: solved.rowPotential, rowToCol: solved.rowToCol });
-      const { rowToCol, objective: newL } = solved;
-      const gain = newL - oldL;
-      if (gain > tol * Math.max(1, Math.abs(oldL))) {
+      const gain = solved.objective - s.oldL;
+      if (gain > tol * Math.max(1, Math.abs(s.oldL))) {
         progress = true;
-        perms[p] = Int32Array.from(rowToCol);
-        changedAt.set(p, clock);
+        perms[p] = Int32Array.from(solved.rowToCol);
+        // The step's own clock tick: a step run beside its predecessor keeps its place in the order.
+        changedAt.set(p, solvedAt.get(p)!);
         changed++;
         passGain += gain;
       }
-      options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain, reused: false, updated });
+      options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: p, gain, reused: false, updated: s.updated });
+    };
+
+    for (let step = 0; step < order.length; ) {
+      const first = await prepare(step, costBuffers[0]);
+      const next = step + 1 < order.length ? names[order[step + 1]] : null;
+      if (first.skipped) {
+        apply(first, null);
+        step++;
+      } else if (thread && next !== null && next !== first.p && !neighbours[first.p].includes(next)) {
+        // The next step does not read this one's permutation: solve this one on the thread meanwhile.
+        const away = thread.solve(first.cost, first.n, first.warmStart);
+        let second: Prepared;
+        let secondSolved: AssignmentResult | null;
+        try {
+          second = await prepare(step + 1, costBuffers[1]);
+          secondSolved = second.skipped ? null : solveHere(second);
+        } catch (e) {
+          await away.catch(() => {});
+          throw e;
+        }
+        apply(first, await away);
+        apply(second, secondSolved);
+        step += 2;
+      } else {
+        apply(first, solveHere(first));
+        step++;
+      }
     }
     tracked += passGain;
     history.push({
