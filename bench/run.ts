@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism, loadavg, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { runLapBench, formatLapBench } from './lap.js';
+import { runLapBench, formatLapBench, runLapInMatchingBench, formatLapInMatching } from './lap.js';
 import { runWmBench, formatWmBench, wmCases, referenceBlas, referenceEnv } from './wm.js';
 import { runResnetBench, formatResnetBench, resnetCases } from './resnet.js';
 import { runSweepBench, formatSweepBench, sweepCase } from './sweep.js';
@@ -115,6 +115,9 @@ async function main(): Promise<void> {
     const sizes = quick ? [256, 1024] : [256, 1024, 2048, 4096];
     progress(`lap: n = ${sizes.join(', ')} ...`);
     lapTable = formatLapBench(runLapBench(sizes));
+    progress('lap: the assignments of weight-matching runs, warm-started ...');
+    const inMatching = [await runLapInMatchingBench(512, 60), ...(quick ? [] : [await runLapInMatchingBench(1024, 40)])];
+    lapTable += '\n\n' + formatLapInMatching(inMatching);
   }
   let wmTable: string | null = null;
   let blas: string | null = null;
@@ -142,6 +145,10 @@ async function main(): Promise<void> {
   if (lapTable !== null) {
     say();
     say('### Linear assignment: ours vs scipy.optimize.linear_sum_assignment (single thread both)');
+    say();
+    say('Random matrices cold; then the assignments of real weight-matching runs (each step\'s cost matrix');
+    say('captured), ours warm-started from the same permutation\'s previous solve as matching does, summed over the');
+    say('steps, against scipy on the same matrices (it has no warm start).');
     say();
     say('```');
     say(lapTable);
