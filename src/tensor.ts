@@ -45,22 +45,23 @@ export function axisSplit(shape: readonly number[], axis: number): { outer: numb
 
 /**
  * `take(t, index, axis)`: result[..., i, ...] = t[..., index[i], ...] along `axis` (numpy's take,
- * torch's index_select). `out`, when given, receives the result and must not alias `t`.
+ * torch's index_select); the result's `axis` is index.length long (a permutation keeps the shape, a
+ * shorter index selects). `out`, when given, receives the result and must not alias `t`.
  */
 export function take(t: Tensor, index: Int32Array, axis: number, out?: Float32Array): Tensor {
   const { outer, n, inner } = axisSplit(t.shape, axis);
-  if (index.length !== n) {
-    throw new Error(`take: index of length ${index.length} on axis ${axis} of size ${n}`);
-  }
-  const dst = out ?? new Float32Array(t.data.length);
+  const k = index.length;
+  const dst = out ?? new Float32Array(outer * k * inner);
   // Bit patterns, as in the layout kernels below: an exact copy of every value, NaN payloads included.
   const src = bitsOf(t.data);
   const bits = bitsOf(dst);
   for (let o = 0; o < outer; o++) {
-    const base = o * n * inner;
-    for (let i = 0; i < n; i++) copyRun(src, base + index[i] * inner, bits, base + i * inner, inner);
+    for (let i = 0; i < k; i++) copyRun(src, (o * n + index[i]) * inner, bits, (o * k + i) * inner, inner);
   }
-  return { shape: t.shape, data: dst };
+  if (k === n) return { shape: t.shape, data: dst };
+  const shape = [...t.shape];
+  shape[axis] = k;
+  return { shape, data: dst };
 }
 
 /**

@@ -60,6 +60,11 @@ test('take gathers along an axis like numpy.take', () => {
   const t = { shape: [2, 3, 2], data: Float32Array.from({ length: 12 }, (_, i) => i) };
   const r = take(t, Int32Array.from([2, 0, 1]), 1);
   assert.deepEqual([...r.data], [4, 5, 0, 1, 2, 3, 10, 11, 6, 7, 8, 9]);
+  // A shorter (or repeating) index selects, as numpy.take does: the axis becomes the index's length.
+  const s = take(t, Int32Array.from([2, 2]), 1);
+  assert.deepEqual(s.shape, [2, 2, 2]);
+  assert.deepEqual([...s.data], [4, 5, 4, 5, 10, 11, 10, 11]);
+  assert.deepEqual(t.shape, [2, 3, 2], 'the input keeps its shape');
 });
 
 test('inverse and compose obey the group laws', () => {

@@ -72,7 +72,7 @@ async function checkUpdates(spec: PermutationSpec, a: Params, b: Params, seed: n
   const sizes = permSizes(spec, a);
   let perms: Record<string, Int32Array> = randomPerms(sizes, seed);
   const buffers: Record<string, Float32Array> = {};
-  const scratch = (key: 'a' | 'b', size: number) => (buffers[key] = buffers[key]?.length >= size ? buffers[key] : new Float32Array(size)).subarray(0, size);
+  const scratch = (key: 'a' | 'b' | 'old', size: number) => (buffers[key] = buffers[key]?.length >= size ? buffers[key] : new Float32Array(size)).subarray(0, size);
   const cache = new CostCache(spec, paramsSource(a), paramsSource(b), jsMatmul, scratch);
   const fresh = async (p: string, into: Float64Array) => into.set(naiveCost(spec, p, sizes[p], perms, a, b));
   let updates = 0;

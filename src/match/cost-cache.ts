@@ -17,8 +17,7 @@
  * updates add no drift beyond each product's own float32 rounding. A term with two or more other
  * permutations, or an update wider than half the full product, is recomputed from scratch instead.
  */
-import type { Tensor } from '../tensor.js';
-import { axisSplit, sizeOf, writeAxisFirst } from '../tensor.js';
+import { sizeOf, take, writeAxisFirst } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
 import type { MatmulEngine } from '../engine/matmul.js';
@@ -59,7 +58,7 @@ export class CostCache {
     private readonly sourceA: ParamSource,
     private readonly sourceB: ParamSource,
     private readonly engine: MatmulEngine,
-    private readonly scratch: (key: 'a' | 'b', size: number) => Float32Array,
+    private readonly scratch: (key: 'a' | 'b' | 'old', size: number) => Float32Array,
     /** Where the kept matrices live (shared memory when another thread solves the assignments). */
     private readonly allocate: (length: number) => Float64Array = (length) => new Float64Array(length),
   ) {}
@@ -97,7 +96,7 @@ export class CostCache {
     let width = 0;
     let fullWidth = 0;
     for (const t of terms) {
-      const units = t.other === null ? 1 : axisLength(this.sourceA.shape(t.tensor), t.other.axis);
+      const units = t.other === null ? 1 : this.sourceA.shape(t.tensor)[t.other.axis];
       fullWidth += t.colsPerUnit * units;
       if (t.other !== null && !t.multi) width += t.colsPerUnit * moved.get(t.other.perm)!.length;
     }
@@ -109,24 +108,26 @@ export class CostCache {
     if (width > 0) {
       const a = this.scratch('a', n * width);
       const b = this.scratch('b', n * width);
+      const old = this.scratch('old', n * width);
       let col = 0;
       for (const t of terms) {
         if (t.other === null || t.multi) continue;
         const q = t.other.perm;
         const at = moved.get(q)!;
         if (at.length === 0) continue;
-        const old = seen.get(q)!;
+        const before = seen.get(q)!;
         const now = perms[q];
-        const oldIndex = Int32Array.from(at, (i) => old[i]);
+        const oldIndex = Int32Array.from(at, (i) => before[i]);
         const newIndex = Int32Array.from(at, (i) => now[i]);
         const other = t.other.axis;
-        this.sourceA.use(t.tensor, (x) => writeAxisFirst(select(x, at, other), t.axis, a, width, col));
+        this.sourceA.use(t.tensor, (x) => writeAxisFirst(take(x, at, other), t.axis, a, width, col));
         this.sourceB.use(t.tensor, (x) => {
-          writeAxisFirst(select(x, newIndex, other), t.axis, b, width, col);
-          subtractAxisFirst(select(x, oldIndex, other), t.axis, b, width, col);
+          writeAxisFirst(take(x, newIndex, other), t.axis, b, width, col);
+          writeAxisFirst(take(x, oldIndex, other), t.axis, old, width, col);
         });
         col += t.colsPerUnit * at.length;
       }
+      for (let i = 0; i < n * width; i++) b[i] -= old[i];
       const delta = await this.engine.abt(a, n, b, n, width);
       for (let i = 0; i < matrix.length; i++) matrix[i] += delta[i];
       this.seen.set(p, this.snapshot(terms, perms));
@@ -144,7 +145,7 @@ export class CostCache {
         });
         const size = sizeOf(this.sourceA.shape(tensor));
         const other = others.length === 0 ? null : others[0];
-        const units = other === null ? 1 : axisLength(this.sourceA.shape(tensor), other.axis);
+        const units = other === null ? 1 : this.sourceA.shape(tensor)[other.axis];
         return { tensor, axis, other, multi: others.length > 1, colsPerUnit: size / n / units };
       });
       this.terms.set(p, terms);
@@ -165,10 +166,6 @@ export class CostCache {
   }
 }
 
-function axisLength(shape: readonly number[], axis: number): number {
-  return shape[axis];
-}
-
 /** Positions where two permutations differ. */
 function changedPositions(before: Int32Array, after: Int32Array): Int32Array {
   let count = 0;
@@ -176,37 +173,4 @@ function changedPositions(before: Int32Array, after: Int32Array): Int32Array {
   const out = new Int32Array(count);
   for (let i = 0, k = 0; i < before.length; i++) if (before[i] !== after[i]) out[k++] = i;
   return out;
-}
-
-/** t restricted to the given indices along `axis` (in that order): the axis becomes index.length long. */
-function select(t: Tensor, index: Int32Array, axis: number): Tensor {
-  const { outer, n, inner } = axisSplit(t.shape, axis);
-  const k = index.length;
-  const out = new Float32Array(outer * k * inner);
-  const src = t.data;
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < k; i++) {
-      const from = (o * n + index[i]) * inner;
-      const to = (o * k + i) * inner;
-      // A subarray per run costs more than a short loop (1×1 and 3×3 kernels, matrices: inner is 1 to 9).
-      if (inner < 48) for (let x = 0; x < inner; x++) out[to + x] = src[from + x];
-      else out.set(src.subarray(from, from + inner), to);
-    }
-  }
-  const shape = [...t.shape];
-  shape[axis] = k;
-  return { shape, data: out };
-}
-
-/** dst −= the axis-first view of t, laid out as writeAxisFirst would write it. */
-function subtractAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: number, col: number): void {
-  const { outer, n, inner } = axisSplit(t.shape, axis);
-  const src = t.data;
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < n; i++) {
-      const from = (o * n + i) * inner;
-      const to = i * ld + col + o * inner;
-      for (let x = 0; x < inner; x++) dst[to + x] -= src[from + x];
-    }
-  }
 }
