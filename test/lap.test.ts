@@ -178,6 +178,18 @@ test('bad input is rejected with a one-line InputError', () => {
   // ... but a forbidden column is fine when there are spare columns.
   const ok = solveAssignment(new Float64Array([1, Infinity, 5, 2, Infinity, 1]), 2, 3);
   assert.deepEqual(Array.from(ok.rowToCol), [0, 2]);
+  // Square problems of 16 and more (and any warm-started one) check entries inside their first pass.
+  for (const [bad, maximize, label] of [[NaN, false, 'NaN'], [NaN, true, 'NaN'], [-Infinity, false, '-Infinity'], [Infinity, true, 'Infinity']] as const) {
+    for (const n of [16, 20]) {
+      const c = Float64Array.from({ length: n * n }, (_, k) => (k * 7919) % 101);
+      c[3 * n + 5] = bad;
+      const first = solveAssignment(c.map((x) => (Number.isFinite(x) ? x : 0)), n, n, { maximize });
+      for (const warmStart of [undefined, { colPotential: first.colPotential, rowToCol: first.rowToCol }, { rowPotential: first.rowPotential }]) {
+        assert.throws(() => solveAssignment(c, n, n, { maximize, warmStart }), isInput(new RegExp(`cost\\[3\\]\\[5\\] of the ${n}x${n} matrix is ${label.replace('-', '\\-')}`)));
+        assert.throws(() => solveAssignment(Float32Array.from(c), n, n, { maximize, warmStart }), isInput(/cost\[3\]\[5\]/));
+      }
+    }
+  }
   assert.throws(
     () => solveAssignment(new Float64Array(4), 2, 2, { warmStart: { rowToCol: new Int32Array([1, 1]) } }),
     isInput(/twice/),
