@@ -1,12 +1,11 @@
 /** A ParamSource over a safetensors file: header parsed once, tensors read by offset on demand (Node). */
 import { closeSync } from 'node:fs';
-import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sizeOf } from '../tensor.js';
-import { decodeFloat, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { openForReading, readSafetensorsHeader, readTensorSync } from '../io/safetensors-fs.js';
 import type { SafetensorsHeader } from '../io/safetensors.js';
-import { missing, type ParamSource } from './param-source.js';
+import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type ParamSource } from './param-source.js';
 
 export interface SafetensorsSourceOptions {
   /** Keep recently loaded tensors up to this many bytes of float32 (least recently used go first); default 0. */
@@ -22,9 +21,6 @@ export interface SafetensorsSource extends ParamSource {
   /** Tensors read from disk so far (cache hits not counted): lets tests and benchmarks see the traffic. */
   readonly loads: number;
 }
-
-// Typed arrays use the host's byte order; safetensors is little-endian.
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Open a safetensors file for reading tensor by tensor: the header is read and validated once, and each
@@ -52,10 +48,7 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
   let cached = 0;
   let loads = 0;
 
-  // use()'s buffers: raw bytes, and float32 values where the stored dtype is not F32. They grow to the
-  // largest tensor used and are then reused.
-  let rawBuffer = new Uint8Array(0);
-  let floatBuffer = new Float32Array(0);
+  const buffers = new ReadBuffers();
   let inUse = false;
 
   /** Reads a tensor; into the reusable buffers when `reuse`, else into buffers of its own. */
@@ -66,31 +59,14 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
     const length = info.dataOffsets[1] - info.dataOffsets[0];
     let bytes: Uint8Array;
     if (reuse) {
-      // Float64 is the widest dtype: 8-byte aligned growth keeps the F32 view below aligned.
-      if (rawBuffer.length < length) rawBuffer = new Uint8Array(Math.ceil(length / 8) * 8);
-      bytes = rawBuffer.subarray(0, length);
+      bytes = buffers.bytes(length);
       readTensorSync(fd, header, name, bytes);
     } else {
       bytes = readTensorSync(fd, header, name).bytes;
     }
     loads++;
-    let data: Float32Array;
-    if (info.dtype === 'F32' && LITTLE_ENDIAN_HOST) {
-      // The bytes are a buffer of our own at offset 0 (so aligned): view them instead of copying.
-      data = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-    } else if (reuse) {
-      if (floatBuffer.length < n) floatBuffer = new Float32Array(n);
-      data = decodeFloat(info.dtype as FloatDtype, bytes, floatBuffer.subarray(0, n));
-    } else {
-      data = decodeFloat(info.dtype as FloatDtype, bytes);
-    }
-    if (requireFinite) {
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) {
-          throw new InputError(`${path}: tensor '${name}' holds ${data[i]} at flat index ${i}; weights must be finite numbers`);
-        }
-      }
-    }
+    const data = storedFloats(info.dtype as FloatDtype, bytes, n, reuse ? buffers.floats(n) : undefined);
+    if (requireFinite) assertFiniteWeights(path, name, data);
     return { shape: [...info.shape], data };
   };
 
@@ -143,8 +119,7 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
       }
     },
     close() {
-      rawBuffer = new Uint8Array(0);
-      floatBuffer = new Float32Array(0);
+      buffers.release();
       cache.clear();
       cached = 0;
       if (fd !== null) closeSync(fd);

@@ -4,13 +4,12 @@
  * an external data file is read by offset when asked for (io/onnx-stream.ts). The params are exactly
  * onnxParams': every float16/bfloat16/float32/float64 initializer, in graph order, as float32.
  */
-import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sizeOf } from '../tensor.js';
 import { decodeFloat } from '../io/dtype.js';
 import { isFloatDtype, onnxInitializerValue, rawDataLength, type OnnxModel } from '../io/onnx.js';
 import { floatStorage, openOnnxStore } from '../io/onnx-stream.js';
-import { missing, type ParamSource } from './param-source.js';
+import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type ParamSource } from './param-source.js';
 
 export interface OnnxSourceOptions {
   /** Refuse NaN or infinite values with an InputError naming the tensor (as the CLI does on reading); default true. */
@@ -25,9 +24,6 @@ export interface OnnxSource extends ParamSource {
   /** Tensors read from data files so far: lets tests and benchmarks see the traffic. */
   readonly loads: number;
 }
-
-// Typed arrays use the host's byte order; ONNX raw data is little-endian.
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Open an ONNX model for reading tensor by tensor. External locations are validated, and every range
@@ -45,16 +41,8 @@ export function openOnnxSource(path: string, options: OnnxSourceOptions = {}): O
   let loads = 0;
   let closed = false;
 
-  // use()'s buffers: raw bytes, and float32 values where the bytes cannot be viewed as such. They grow to
-  // the largest tensor used and are then reused.
-  let rawBuffer = new Uint8Array(0);
-  let floatBuffer = new Float32Array(0);
+  const buffers = new ReadBuffers();
   let inUse = false;
-
-  const floatsFor = (n: number): Float32Array => {
-    if (floatBuffer.length < n) floatBuffer = new Float32Array(n);
-    return floatBuffer.subarray(0, n);
-  };
 
   /** Loads a float tensor; into the reusable buffers when `reuse`, else into buffers of its own. */
   const load = (name: string, reuse: boolean): Tensor => {
@@ -65,35 +53,20 @@ export function openOnnxSource(path: string, options: OnnxSourceOptions = {}): O
     const length = store.storedLength(name);
     let data: Float32Array;
     if (length !== undefined) {
-      let bytes: Uint8Array;
-      if (reuse) {
-        // Float64 is the widest dtype: 8-byte aligned growth keeps the float32 view below aligned.
-        if (rawBuffer.length < length) rawBuffer = new Uint8Array(Math.ceil(length / 8) * 8);
-        bytes = store.readStored(name, rawBuffer.subarray(0, length));
-      } else {
-        bytes = store.readStored(name);
-      }
+      const bytes = reuse ? store.readStored(name, buffers.bytes(length)) : store.readStored(name);
       loads++;
-      // The bytes are a buffer of our own at offset 0 (so aligned): view them instead of copying.
-      if (dtype === 'F32' && LITTLE_ENDIAN_HOST) data = new Float32Array(bytes.buffer, bytes.byteOffset, n);
-      else data = decodeFloat(dtype, bytes, reuse ? floatsFor(n) : undefined);
+      data = storedFloats(dtype, bytes, n, reuse ? buffers.floats(n) : undefined);
     } else {
       const t = initializers[info.index];
       if (reuse && rawDataLength(t) !== null) {
         // Embedded raw bytes sit at any offset of the file's buffer: decode (copy) them into ours.
-        data = decodeFloat(dtype, t.raw_data as Uint8Array, floatsFor(n));
+        data = decodeFloat(dtype, t.raw_data as Uint8Array, buffers.floats(n));
       } else {
         // Typed fields (float_data, int32_data bits, double_data), or a copy of its own: onnx.ts's decoder.
         data = onnxInitializerValue(model, name).data as Float32Array;
       }
     }
-    if (requireFinite) {
-      for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) {
-          throw new InputError(`${path}: tensor '${name}' holds ${data[i]} at flat index ${i}; weights must be finite numbers`);
-        }
-      }
-    }
+    if (requireFinite) assertFiniteWeights(path, name, data);
     return { shape: [...info.shape], data };
   };
 
@@ -120,8 +93,7 @@ export function openOnnxSource(path: string, options: OnnxSourceOptions = {}): O
       }
     },
     close() {
-      rawBuffer = new Uint8Array(0);
-      floatBuffer = new Float32Array(0);
+      buffers.release();
       closed = true;
       store.close();
     },

@@ -6,6 +6,7 @@
  */
 import { InputError } from '../errors.js';
 import type { Params, Tensor } from '../tensor.js';
+import { decodeFloat, type FloatDtype } from '../io/dtype.js';
 
 export interface ParamSource {
   /** Names the source was opened from (a path), for messages. */
@@ -62,4 +63,52 @@ export function paramsSource(params: Params, label = 'params'): ParamSource {
     use: (name, fn) => fn(has(name) ? params[name] : missing(label, name)),
     close: () => {},
   };
+}
+
+// ---------------------------------------------------------------- shared by the file sources
+
+// Typed arrays use the host's byte order; safetensors and ONNX raw data are little-endian.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The float32 values of n elements stored as little-endian `dtype` bytes: for float32 a view of the bytes
+ * themselves (a buffer of the caller's own, so aligned; no copy), else decoded into `into` or a new array.
+ */
+export function storedFloats(dtype: FloatDtype, bytes: Uint8Array, n: number, into?: Float32Array): Float32Array {
+  if (dtype === 'F32' && LITTLE_ENDIAN_HOST) return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  return decodeFloat(dtype, bytes, into);
+}
+
+/** Refuses NaN and infinite weights with an InputError naming the file, the tensor and the first bad index. */
+export function assertFiniteWeights(path: string, name: string, data: Float32Array): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new InputError(`${path}: tensor '${name}' holds ${data[i]} at flat index ${i}; weights must be finite numbers`);
+    }
+  }
+}
+
+/**
+ * The buffers a file source reads tensors into for use(): raw bytes and decoded float32 values, grown to
+ * the largest tensor used and then reused, so loading leaves no garbage behind.
+ */
+export class ReadBuffers {
+  private raw = new Uint8Array(0);
+  private values = new Float32Array(0);
+
+  /** `length` raw bytes; float64 is the widest dtype, so 8-byte aligned growth keeps float32 views aligned. */
+  bytes(length: number): Uint8Array {
+    if (this.raw.length < length) this.raw = new Uint8Array(Math.ceil(length / 8) * 8);
+    return this.raw.subarray(0, length);
+  }
+
+  floats(n: number): Float32Array {
+    if (this.values.length < n) this.values = new Float32Array(n);
+    return this.values.subarray(0, n);
+  }
+
+  release(): void {
+    this.raw = new Uint8Array(0);
+    this.values = new Float32Array(0);
+  }
 }
