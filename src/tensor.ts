@@ -360,6 +360,15 @@ function copyRun(src: Int32Array, from: number, dst: Int32Array, to: number, len
   }
 }
 
+/** True when a and b hold the same float32 bit patterns (so −0 ≠ +0 and equal NaN payloads match). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const ua = bitsOf(a);
+  const ub = bitsOf(b);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
+  return true;
+}
+
 /** (1 − α)·a + α·b, element by element. */
 export function lerp(a: Tensor, b: Tensor, alpha: number): Tensor {
   if (!sameShape(a.shape, b.shape)) {

@@ -10,7 +10,7 @@ import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, s
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { shapeToString, sizeOf } from '../tensor.js';
+import { sameBits, shapeToString, sizeOf } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { validateSpec } from '../spec/spec.js';
 import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
@@ -215,14 +215,6 @@ export function openOnnxStore(path: string): OnnxStore {
 export interface WritePermutedOnnxOptions {
   /** The command's other input files, which no output may overwrite (the model and its data always count). */
   readonly inputs?: readonly string[];
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
-  return true;
 }
 
 function checkPerms(spec: PermutationSpec, perms: Perms, model: OnnxModel, label: string): void {

@@ -10,7 +10,7 @@ import { concatBytes } from './bytes.js';
 import protobuf from 'protobufjs';
 import { InputError } from '../errors.js';
 import type { Params, Tensor } from '../tensor.js';
-import { shapeToString } from '../tensor.js';
+import { sameBits, shapeToString } from '../tensor.js';
 import { type FloatDtype, decodeBF16Bits, decodeF16Bits, decodeFloat, encodeFloat } from './dtype.js';
 import { AttributeType, DataLocation, DataType, ONNX_PROTO } from './onnx-schema.js';
 
@@ -723,14 +723,6 @@ export function internalizeExternal(model: OnnxModel, resolve: ExternalResolver)
     return cloneMessage(t, { raw_data: raw, external_data: [], data_location: undefined });
   });
   return withGraph(model, { initializer: next });
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
-  return true;
 }
 
 /**
