@@ -253,13 +253,20 @@ function checkLayout(
   assert.ok(sameBits(t.data, input), `${label}: input changed`);
 }
 
+/** Rank 1–4, dimensions from randomDim, at most 30 000 elements. */
+function randomShape(rng: Rng): number[] {
+  const rank = 1 + rng.int(4);
+  let shape: number[];
+  do shape = Array.from({ length: rank }, () => randomDim(rng));
+  while (shape.reduce((x, y) => x * y, 1) > 30000);
+  return shape;
+}
+
 test('layout kernels: writeAxisFirst equals the naive definition bit for bit on random shapes, axes, ld and col', () => {
   const rng = createRng(20240611);
   for (let trial = 0; trial < 300; trial++) {
-    const rank = 1 + rng.int(4);
-    let shape: number[];
-    do shape = Array.from({ length: rank }, () => randomDim(rng));
-    while (shape.reduce((x, y) => x * y, 1) > 30000);
+    const shape = randomShape(rng);
+    const rank = shape.length;
     const t = randomBitsTensor(shape, rng);
     const axis = rng.int(rank);
     checkLayout('writeAxisFirst', t, axis, shape.map(() => null), (dst, ld, col) => writeAxisFirst(t, axis, dst, ld, col), rng);
@@ -269,10 +276,8 @@ test('layout kernels: writeAxisFirst equals the naive definition bit for bit on 
 test('layout kernels: writeGatheredAxisFirst equals the naive definition bit for bit on random shapes, gathers, ld and col', () => {
   const rng = createRng(777);
   for (let trial = 0; trial < 400; trial++) {
-    const rank = 1 + rng.int(4);
-    let shape: number[];
-    do shape = Array.from({ length: rank }, () => randomDim(rng));
-    while (shape.reduce((x, y) => x * y, 1) > 30000);
+    const shape = randomShape(rng);
+    const rank = shape.length;
     const t = randomBitsTensor(shape, rng);
     const axis = rng.int(rank);
     // Mostly the conv/matrix case (only the two leading axes gathered), sometimes any axis; index[axis]
