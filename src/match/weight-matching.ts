@@ -275,12 +275,12 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const scratch = new Scratch();
   let widest = 0;
   for (const p of names) widest = Math.max(widest, sizes[p] * operandWidth(spec, p, sizes[p], sourceA));
-  scratch.get('a', Math.min(widest, Math.max(limits.operand, largestTensor)));
-  scratch.get('b', Math.min(widest, Math.max(limits.operand, largestTensor)));
+  scratch.get('a', Math.min(widest, limits.operand));
+  scratch.get('b', Math.min(widest, limits.operand));
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
-  // One float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or
-  // with a cost cache only the cosine-scaled copy of a kept one.
+  // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
+  // a cost cache only the cosine-scaled copy of a kept one.
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
   const thread = options.assignmentThread;
   const allocate = (length: number) => (thread ? thread.allocate(length) : new Float64Array(length));
