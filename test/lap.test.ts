@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { solveSquareWasm } from '../src/match/lap-wasm.js';
 import { solveAssignment, type AssignmentResult } from '../src/match/lap.js';
 import { InputError } from '../src/errors.js';
 import { createRng, type Rng } from '../src/random.js';
@@ -263,6 +264,54 @@ test('warm start on a square problem with forbidden pairs and a column forbidden
         for (let i = 0; i < n; i++) assert.ok(Number.isFinite(c2[i * n + warm.rowToCol[i]]), 'a forbidden pair was used');
         closeTo(warm.objective, cold.objective, 1e-12, `n=${n} max=${maximize}`);
         if (n <= 7) closeTo(warm.objective, bruteForce(c2, n, n, maximize), 1e-12);
+      }
+    }
+  }
+});
+
+test('the WebAssembly build gives the JavaScript solver\'s answer bit for bit, cold and warm', () => {
+  const rng = createRng(31);
+  // It is really there and really used (forbidden pairs are left to JavaScript).
+  assert.notEqual(solveSquareWasm(randomMatrix(rng, 20, 20, 'uniform'), 20, 1, undefined), null);
+  assert.equal(solveSquareWasm(Float64Array.from({ length: 400 }, (_, k) => (k === 7 ? Infinity : k)), 20, 1, undefined), null);
+  const same = (a: AssignmentResult, b: AssignmentResult, what: string) => {
+    assert.deepEqual(a.rowToCol, b.rowToCol, what);
+    assert.deepEqual(a.colToRow, b.colToRow, what);
+    assert.deepEqual(a.rowPotential, b.rowPotential, what);
+    assert.deepEqual(a.colPotential, b.colPotential, what);
+    assert.equal(a.objective, b.objective, what);
+  };
+  for (const n of [16, 33, 128, 257]) {
+    for (const kind of ['uniform', 'int'] as const) {
+      for (const maximize of [false, true]) {
+        for (const float32 of [false, true]) {
+          const what = `n=${n} ${kind} max=${maximize} f32=${float32}`;
+          let c: Float64Array | Float32Array = randomMatrix(rng, n, n, kind);
+          if (float32) c = Float32Array.from(c);
+          let js = solveAssignment(c, n, n, { maximize, implementation: 'js' });
+          let wasm = solveAssignment(c, n, n, { maximize });
+          same(wasm, js, `${what} cold`);
+          for (let step = 0; step < 3; step++) {
+            const next = c.map((x) => x + (kind === 'int' ? rng.int(3) - 1 : 0.05 * rng.normal()));
+            const warmStart = { colPotential: js.colPotential, rowPotential: js.rowPotential, rowToCol: js.rowToCol };
+            js = solveAssignment(next, n, n, { maximize, warmStart, implementation: 'js' });
+            wasm = solveAssignment(next, n, n, { maximize, warmStart });
+            same(wasm, js, `${what} warm step ${step}`);
+            // A partial matching and potentials alone, too.
+            const partial = Int32Array.from(js.rowToCol, (j, i) => (i % 3 === 0 ? -1 : j));
+            same(
+              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential, rowToCol: partial } }),
+              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential, rowToCol: partial }, implementation: 'js' }),
+              `${what} partial step ${step}`,
+            );
+            same(
+              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential } }),
+              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential }, implementation: 'js' }),
+              `${what} potentials only step ${step}`,
+            );
+            c = next;
+          }
+        }
       }
     }
   }

@@ -15,6 +15,7 @@
  * Pure: the input cost array is never written to. No allocation happens inside the search loops.
  */
 import { InputError } from '../errors.js';
+import { solveSquareWasm, type SquareSolution } from './lap-wasm.js';
 
 export interface WarmStart {
   /**
@@ -41,6 +42,12 @@ export interface AssignmentOptions {
    * are not tight under the given potentials are dropped, and only the remaining rows are searched.
    */
   readonly warmStart?: WarmStart;
+  /**
+   * 'auto' (default): square problems of 16 and more (any warm-started one with column potentials) are
+   * solved by the WebAssembly build of this solver where available (lap-wasm.ts: same answer bit for bit,
+   * faster); 'js' keeps to JavaScript.
+   */
+  readonly implementation?: 'auto' | 'js';
 }
 
 export interface AssignmentResult {
@@ -85,6 +92,15 @@ export function solveAssignment(
   const square = nr === nc && (opts.warmStart !== undefined || nr >= 16);
   const reject = () => checkEntries(cost, rows, cols, maximize);
   if (!square) reject();
+  if (square && opts.implementation !== 'js') {
+    const solved = solveSquareInWasm(cost, nr, maximize, opts.warmStart);
+    if (solved === 'reject') reject();
+    if (solved !== null && solved !== 'reject') {
+      let objective = 0;
+      for (let i = 0; i < rows; i++) objective += cost[i * cols + solved.rowToCol[i]];
+      return { ...solved, objective };
+    }
+  }
   const direct = !transpose && cost instanceof Float64Array;
   const c = direct ? cost : workingCopy(cost, rows, cols, maximize, transpose);
   const sign = direct && maximize ? -1 : 1;
@@ -119,6 +135,33 @@ export function solveAssignment(
     rowPotential: transpose ? v : u,
     colPotential: transpose ? u : v,
   };
+}
+
+/**
+ * The WebAssembly route for a square problem, where it applies: cold, or warm with column potentials and
+ * a valid matching (anything else, bad input included, takes the JavaScript route, which reports it).
+ */
+function solveSquareInWasm(
+  cost: Float64Array | Float32Array,
+  n: number,
+  maximize: boolean,
+  warm: WarmStart | undefined,
+): SquareSolution | 'reject' | null {
+  if (warm === undefined) return solveSquareWasm(cost, n, maximize ? -1 : 1, undefined);
+  const { colPotential, rowPotential, rowToCol } = warm;
+  if (colPotential === undefined || colPotential.length !== n) return null;
+  if (rowPotential !== undefined && rowPotential.length !== n) return null;
+  if (rowToCol !== undefined) {
+    if (rowToCol.length !== n) return null;
+    const used = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const j = rowToCol[i];
+      if (j === -1) continue;
+      if (!(Number.isInteger(j) && j >= 0 && j < n) || used[j] === 1) return null;
+      used[j] = 1;
+    }
+  }
+  return solveSquareWasm(cost, n, maximize ? -1 : 1, { colPotential, rowToCol });
 }
 
 /** Reject NaN and the infinity that would make a pair infinitely attractive (no optimum exists then). */
