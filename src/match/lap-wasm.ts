@@ -47,6 +47,51 @@ function load(): Instance | null {
   return instance;
 }
 
+/** Byte offsets of the solver's arrays for an n × n problem; the matrix comes first, at 0. */
+function layout(n: number) {
+  const f64 = n * 8;
+  const i32 = n * 4;
+  const u = n * n * 8;
+  const v = u + f64;
+  const dist = v + f64;
+  const settledDist = dist + f64;
+  const col4row = settledDist + f64;
+  const row4col = col4row + i32;
+  const pred = row4col + i32;
+  const settledCols = pred + i32;
+  const scannedRows = settledCols + i32;
+  const argmin = scannedRows + i32;
+  const given = argmin + i32;
+  const queue = given + i32;
+  return { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue, end: queue + 6 * i32 };
+}
+
+/** The instance with its memory grown to hold an n × n problem. */
+function ready(wasm: Instance, n: number): ArrayBuffer {
+  const { end } = layout(n);
+  const memory = wasm.memory;
+  if (memory.buffer.byteLength < end) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  return memory.buffer;
+}
+
+/**
+ * n·n float64 values in the solver's own memory: a cost matrix built there is solved without being copied
+ * in (the copy would cost 8·n² bytes more at the peak). Valid until a larger problem grows the memory:
+ * take a new one for every matrix. Null where WebAssembly is not available.
+ */
+export function squareWorkspace(n: number): Float64Array | null {
+  const wasm = load();
+  return wasm === null ? null : new Float64Array(ready(wasm, n), 0, n * n);
+}
+
+/**
+ * Lets the solver's memory go (a WebAssembly memory never shrinks; this drops the instance, and the next
+ * solve makes a new one): for callers that keep the peak low, once their large problems are done.
+ */
+export function releaseSolverMemory(): void {
+  if (instance) instance = undefined;
+}
+
 export interface SquareSolution {
   readonly rowToCol: Int32Array;
   readonly colToRow: Int32Array;
@@ -68,27 +113,11 @@ export function solveSquareWasm(
 ): SquareSolution | 'reject' | null {
   const wasm = load();
   if (wasm === null) return null;
-  const f64 = n * 8;
-  const i32 = n * 4;
-  // Layout: the matrix, then f64 arrays, then i32 arrays (all 8-byte aligned: the matrix and f64 parts are).
+  const { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue } = layout(n);
   const c = 0;
-  const u = c + n * n * 8;
-  const v = u + f64;
-  const dist = v + f64;
-  const settledDist = dist + f64;
-  const col4row = settledDist + f64;
-  const row4col = col4row + i32;
-  const pred = row4col + i32;
-  const settledCols = pred + i32;
-  const scannedRows = settledCols + i32;
-  const argmin = scannedRows + i32;
-  const given = argmin + i32;
-  const queue = given + i32;
-  const end = queue + 6 * i32;
-  const memory = wasm.memory;
-  if (memory.buffer.byteLength < end) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
-  const buffer = memory.buffer;
-  new Float64Array(buffer, c, n * n).set(cost);
+  const buffer = ready(wasm, n);
+  // A matrix built in squareWorkspace is in place already.
+  if (!(cost instanceof Float64Array && cost.buffer === buffer && cost.byteOffset === c)) new Float64Array(buffer, c, n * n).set(cost);
   if (warm !== undefined) {
     new Float64Array(buffer, v, n).set(warm.colPotential);
     const g = new Int32Array(buffer, given, n);

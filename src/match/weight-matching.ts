@@ -23,6 +23,7 @@ import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
 import { solveAssignment, type AssignmentResult, type WarmStart } from './lap.js';
+import { releaseSolverMemory, squareWorkspace } from './lap-wasm.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -284,8 +285,13 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
   const thread = options.assignmentThread;
   const allocate = (length: number) => (thread ? thread.allocate(length) : new Float64Array(length));
-  // With a second thread, two steps are in flight at once: each needs its own buffer.
-  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => allocate(!incremental || unitNorms ? largest * largest : 0));
+  // Without a second thread, a matrix built for the solver is built in the solver's own memory (no copy:
+  // 8·n² bytes less at the peak); grown once to the largest step here, so later views stay valid.
+  const workspace = thread ? null : squareWorkspace(largest) && ((n: number) => squareWorkspace(n)!);
+  // Else a buffer of our own; with a second thread two steps are in flight at once: each needs its own.
+  const needBuffer = (!incremental || unitNorms !== null) && workspace === null;
+  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => allocate(needBuffer ? largest * largest : 0));
+  const bufferFor = (n: number, which: number): Float64Array => (workspace ? workspace(n) : costBuffers[which].subarray(0, n * n));
   const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into, limits);
   const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size), allocate) : null;
 
@@ -314,7 +320,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
     type Prepared =
       | { step: number; p: string; skipped: true }
       | { step: number; p: string; skipped: false; n: number; cost: Float64Array; oldL: number; warmStart: WarmStart | undefined; updated: boolean };
-    const prepare = async (step: number, buffer: Float64Array): Promise<Prepared> => {
+    const prepare = async (step: number, which: number): Promise<Prepared> => {
       const p = names[order[step]];
       const n = sizes[p];
       clock++;
@@ -331,13 +337,15 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         updated = kept.how === 'update';
         if (unitNorms) {
           // Scaled in a copy: the kept matrix stays unscaled for its next update.
-          const scaled = buffer.subarray(0, n * n);
+          const scaled = bufferFor(n, which);
           scaled.set(cost);
           cost = scaled;
         }
       } else {
-        cost = buffer.subarray(0, n * n);
+        cost = bufferFor(n, which);
         await fresh(p, cost);
+        // A solve elsewhere in this thread, while this one awaited its products, may have grown the solver's memory.
+        if (cost.length !== n * n) throw new Error('weight matching: the assignment workspace was reallocated by a concurrent solve; run matchings one at a time');
       }
       if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
       const current = perms[p];
@@ -367,7 +375,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
     };
 
     for (let step = 0; step < order.length; ) {
-      const first = await prepare(step, costBuffers[0]);
+      const first = await prepare(step, 0);
       const next = step + 1 < order.length ? names[order[step + 1]] : null;
       if (first.skipped) {
         apply(first, null);
@@ -378,7 +386,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         let second: Prepared;
         let secondSolved: AssignmentResult | null;
         try {
-          second = await prepare(step + 1, costBuffers[1]);
+          second = await prepare(step + 1, 1);
           secondSolved = second.skipped ? null : solveHere(second);
         } catch (e) {
           await away.catch(() => {});
@@ -406,6 +414,9 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
     }
   }
 
+  // Streamed models are matched to keep the peak low: the solver's memory (8·n² bytes for the largest
+  // step) need not stay for what the caller does next (writing the aligned model).
+  if (lowMemory) releaseSolverMemory();
   return {
     perms,
     iterations,
