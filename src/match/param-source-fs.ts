@@ -5,21 +5,17 @@ import { sizeOf } from '../tensor.js';
 import { isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { openForReading, readSafetensorsHeader, readTensorSync } from '../io/safetensors-fs.js';
 import type { SafetensorsHeader } from '../io/safetensors.js';
-import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type ParamSource } from './param-source.js';
+import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type FileSource, type FileSourceOptions } from './param-source.js';
 
-export interface SafetensorsSourceOptions {
+export interface SafetensorsSourceOptions extends FileSourceOptions {
   /** Keep recently loaded tensors up to this many bytes of float32 (least recently used go first); default 0. */
   readonly cacheBytes?: number;
-  /** Refuse NaN or infinite values with an InputError naming the tensor (as the CLI does on reading); default true. */
-  readonly requireFinite?: boolean;
 }
 
-export interface SafetensorsSource extends ParamSource {
+export interface SafetensorsSource extends FileSource {
   readonly header: SafetensorsHeader;
   /** Tensors of non-float dtypes (integer buffers, fp8, ...): not params, left as stored. */
   readonly passthrough: readonly string[];
-  /** Tensors read from disk so far (cache hits not counted): lets tests and benchmarks see the traffic. */
-  readonly loads: number;
 }
 
 /**

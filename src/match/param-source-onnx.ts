@@ -9,20 +9,15 @@ import { sizeOf } from '../tensor.js';
 import { decodeFloat } from '../io/dtype.js';
 import { isFloatDtype, onnxInitializerValue, rawDataLength, type OnnxModel } from '../io/onnx.js';
 import { floatStorage, openOnnxStore } from '../io/onnx-stream.js';
-import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type ParamSource } from './param-source.js';
+import { assertFiniteWeights, missing, ReadBuffers, storedFloats, type FileSource, type FileSourceOptions } from './param-source.js';
 
-export interface OnnxSourceOptions {
-  /** Refuse NaN or infinite values with an InputError naming the tensor (as the CLI does on reading); default true. */
-  readonly requireFinite?: boolean;
-}
+export type OnnxSourceOptions = FileSourceOptions;
 
-export interface OnnxSource extends ParamSource {
+export interface OnnxSource extends FileSource {
   /** The model's graph and what it holds (see OnnxStore.model): for spec derivation, not for its weights. */
   readonly model: OnnxModel;
   /** Every file the source reads: the model, then its external data files. */
   readonly files: readonly string[];
-  /** Tensors read from data files so far: lets tests and benchmarks see the traffic. */
-  readonly loads: number;
 }
 
 /**

@@ -67,6 +67,17 @@ export function paramsSource(params: Params, label = 'params'): ParamSource {
 
 // ---------------------------------------------------------------- shared by the file sources
 
+export interface FileSourceOptions {
+  /** Refuse NaN or infinite values with an InputError naming the tensor (as the CLI does on reading); default true. */
+  readonly requireFinite?: boolean;
+}
+
+/** A ParamSource reading a file (param-source-fs.ts, param-source-onnx.ts). */
+export interface FileSource extends ParamSource {
+  /** Tensors read from the file(s) so far (cache hits not counted): lets tests and benchmarks see the traffic. */
+  readonly loads: number;
+}
+
 // Typed arrays use the host's byte order; safetensors and ONNX raw data are little-endian.
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
