@@ -45,7 +45,6 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
   let loads = 0;
 
   const buffers = new ReadBuffers();
-  let inUse = false;
 
   /** Reads a tensor; into the reusable buffers when `reuse`, else into buffers of its own. */
   const load = (name: string, reuse: boolean): Tensor => {
@@ -101,18 +100,10 @@ export function openSafetensorsSource(path: string, options: SafetensorsSourceOp
     get: getTensor,
     use(name, fn) {
       if (!has(name)) missing(path, name);
-      const hit = cache.get(name);
-      // A cached tensor, a tensor the cache would keep, or a call from inside another use() (whose tensor
-      // sits in the buffers): a tensor of its own. Otherwise, the reusable buffers.
-      if (hit !== undefined || inUse || sizeOf(header.tensors[name].shape) * 4 <= cacheBytes) {
-        return fn(getTensor(name));
-      }
-      inUse = true;
-      try {
-        return fn(load(name, true));
-      } finally {
-        inUse = false;
-      }
+      // A cached tensor, or a tensor the cache would keep: through the cache. Otherwise the reusable buffers
+      // (or, for a call from inside another use(), a tensor of its own).
+      if (cache.has(name) || sizeOf(header.tensors[name].shape) * 4 <= cacheBytes) return fn(getTensor(name));
+      return buffers.lend((reuse) => fn(reuse ? load(name, true) : getTensor(name)));
     },
     close() {
       buffers.release();

@@ -37,7 +37,6 @@ export function openOnnxSource(path: string, options: OnnxSourceOptions = {}): O
   let closed = false;
 
   const buffers = new ReadBuffers();
-  let inUse = false;
 
   /** Loads a float tensor; into the reusable buffers when `reuse`, else into buffers of its own. */
   const load = (name: string, reuse: boolean): Tensor => {
@@ -78,14 +77,7 @@ export function openOnnxSource(path: string, options: OnnxSourceOptions = {}): O
     get: (name) => (has(name) ? load(name, false) : missing(path, name)),
     use(name, fn) {
       if (!has(name)) missing(path, name);
-      // A call from inside another use() (whose tensor sits in the buffers) gets a tensor of its own.
-      if (inUse) return fn(load(name, false));
-      inUse = true;
-      try {
-        return fn(load(name, true));
-      } finally {
-        inUse = false;
-      }
+      return buffers.lend((reuse) => fn(load(name, reuse)));
     },
     close() {
       buffers.release();

@@ -106,6 +106,21 @@ export function assertFiniteWeights(path: string, name: string, data: Float32Arr
 export class ReadBuffers {
   private raw = new Uint8Array(0);
   private values = new Float32Array(0);
+  private lent = false;
+
+  /**
+   * Runs fn(true) with the buffers lent to it, or fn(false) when they are lent already (a use() called
+   * from inside another, whose tensor sits in them): that call must load into arrays of its own.
+   */
+  lend<T>(fn: (reuse: boolean) => T): T {
+    if (this.lent) return fn(false);
+    this.lent = true;
+    try {
+      return fn(true);
+    } finally {
+      this.lent = false;
+    }
+  }
 
   /** `length` raw bytes; float64 is the widest dtype, so 8-byte aligned growth keeps float32 views aligned. */
   bytes(length: number): Uint8Array {
