@@ -173,7 +173,7 @@ test('gatheredDot equals the dot product with the gathered tensor, for ranks 1 t
 // ===================================================================================================
 
 // Import declarations are hoisted, so this block can name what it needs beside the file's own imports.
-import { writeAxisFirst } from '../src/tensor.js';
+import { writeAxisFirst, writeTakenAxisFirst, tensor } from '../src/tensor.js';
 import { createRng, shuffledRange, type Rng } from '../src/random.js';
 
 /** A tensor whose values are arbitrary float32 bit patterns: NaNs with payloads, -0, subnormals and all. */
@@ -330,4 +330,45 @@ test('layout kernels: a gather over a source of 2^22+ values (rows staged) match
     }
   }
   assert.equal(bad, 0);
+});
+
+test('writeTakenAxisFirst equals take (minus take), then the axis-first view, bit for bit', () => {
+  const rng = createRng(4242);
+  for (let trial = 0; trial < 300; trial++) {
+    let shape: number[];
+    do shape = randomShape(rng);
+    while (shape.length < 2);
+    const rank = shape.length;
+    // Finite values (the operands of a subtraction): normal numbers of mixed scale.
+    const t: Tensor = { shape, data: Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => rng.normal() * 10 ** (rng.int(7) - 3)) };
+    // Mostly the two leading axes (the one-pass kernels), sometimes any two.
+    const leading = rng.next() < 0.7;
+    const axis = leading ? rng.int(2) : rng.int(rank);
+    let other: number;
+    do other = leading ? 1 - axis : rng.int(rank);
+    while (other === axis);
+    const k = 1 + rng.int(shape[other]);
+    const index = Int32Array.from({ length: k }, () => rng.int(shape[other]));
+    const minus = rng.next() < 0.6 ? Int32Array.from({ length: k }, () => rng.int(shape[other])) : null;
+    const taken = take(t, index, other);
+    if (minus) {
+      const less = take(t, minus, other).data;
+      for (let i = 0; i < taken.data.length; i++) taken.data[i] -= less[i];
+    }
+    const n = shape[axis];
+    const width = taken.data.length / n;
+    const extra = rng.int(9);
+    const ld = width + extra;
+    const col = rng.int(extra + 1);
+    const fill = randomBitsTensor([n * ld + 3], rng).data;
+    const want = Float32Array.from(fill);
+    const got = Float32Array.from(fill);
+    const input = Float32Array.from(t.data);
+    writeAxisFirst(taken, axis, want, ld, col);
+    writeTakenAxisFirst(t, axis, other, index, minus, got, ld, col);
+    const label = `shape [${shape.join(', ')}] axis ${axis} other ${other} k ${k} minus ${minus !== null} ld ${ld} col ${col}`;
+    assert.ok(sameBits(got, want), label);
+    assert.ok(sameBits(t.data, input), `${label}: input changed`);
+  }
+  assert.throws(() => writeTakenAxisFirst(tensor([2, 2]), 0, 1, new Int32Array(2), new Int32Array(1), new Float32Array(4), 2, 0), /1 indices to subtract for 2/);
 });
