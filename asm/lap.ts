@@ -41,8 +41,26 @@ export function solve(
       st(v, j, Infinity);
       si(argmin, j, -1);
     }
+    const sg = f64x2.splat(sign);
+    const lowest = f64x2.splat(-Infinity);
+    const highest = f64x2.splat(Infinity);
     for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
+      const row = c + ((<usize>i * <usize>n) << 3);
+      const rowIndex = i32x4.splat(i);
+      let j = 0;
+      for (; j + 1 < n; j += 2) {
+        const at = <usize>j << 3;
+        const x = f64x2.mul(sg, v128.load(row + at));
+        // Any NaN or infinite entry: checked one at a time below, in order, for the right code.
+        if (!i64x2.all_true(v128.and(f64x2.gt(x, lowest), f64x2.lt(x, highest)))) break;
+        const vj = v128.load(v + at);
+        const lt = f64x2.lt(x, vj);
+        v128.store(v + at, v128.bitselect(x, vj, lt));
+        const pa = argmin + (<usize>j << 2);
+        const narrow = i8x16.shuffle(lt, lt, 0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11);
+        v128.store64_lane(pa, v128.bitselect(rowIndex, v128.load64_zero(pa), narrow), 0);
+      }
+      for (; j < n; j++) {
         const x = sign * entry(c, n, i, j);
         if (!(x > -Infinity)) return 2;
         if (x == Infinity) return 3;
@@ -66,10 +84,36 @@ export function solve(
       if (!(x > -Infinity && x < Infinity)) st(v, j, 0);
     }
     // Row minima under v, at argmin.
+    // Two columns at a time; one at a time (in order) only where one of them may lower the minimum or is
+    // not a finite number.
+    const sg = f64x2.splat(sign);
+    const lowest = f64x2.splat(-Infinity);
+    const highest = f64x2.splat(Infinity);
     for (let i = 0; i < n; i++) {
+      const row = c + ((<usize>i * <usize>n) << 3);
       let m = Infinity;
       let at = 0;
-      for (let j = 0; j < n; j++) {
+      let mm = f64x2.splat(m);
+      let j = 0;
+      for (; j + 1 < n; j += 2) {
+        const jo = <usize>j << 3;
+        const x = f64x2.mul(sg, v128.load(row + jo));
+        const r = f64x2.sub(x, v128.load(v + jo));
+        const fine = v128.and(f64x2.lt(x, highest), f64x2.gt(r, lowest));
+        if (!v128.any_true(v128.or(v128.not(fine), f64x2.lt(r, mm)))) continue;
+        for (let t = j; t < j + 2; t++) {
+          const xt = sign * entry(c, n, i, t);
+          if (xt == Infinity) return 3;
+          const rt = xt - ld(v, t);
+          if (!(rt > -Infinity)) return 2;
+          if (rt < m) {
+            m = rt;
+            at = t;
+          }
+        }
+        mm = f64x2.splat(m);
+      }
+      for (; j < n; j++) {
         const x = sign * entry(c, n, i, j);
         if (x == Infinity) return 3;
         const r = x - ld(v, j);
@@ -118,7 +162,34 @@ function augmentingRowReduction(n: i32, sign: f64, c: usize, u: usize, v: usize,
       let usub = Infinity;
       let j1 = -1;
       let j2 = -1;
-      for (let j = 0; j < n; j++) {
+      // Four columns at a time; the bookkeeping (rarely needed once the two smallest are near) in order, one
+      // column at a time, only where one of the four beats the second smallest so far.
+      const row = c + ((<usize>i * <usize>n) << 3);
+      const sg = f64x2.splat(sign);
+      let sub = f64x2.splat(usub);
+      let j = 0;
+      for (; j + 3 < n; j += 4) {
+        const at = <usize>j << 3;
+        const h01 = f64x2.sub(f64x2.mul(sg, v128.load(row + at)), v128.load(v + at));
+        const h23 = f64x2.sub(f64x2.mul(sg, v128.load(row + at + 16)), v128.load(v + at + 16));
+        if (!v128.any_true(v128.or(f64x2.lt(h01, sub), f64x2.lt(h23, sub)))) continue;
+        for (let t = j; t < j + 4; t++) {
+          const h = sign * entry(c, n, i, t) - ld(v, t);
+          if (h < usub) {
+            if (h >= umin) {
+              usub = h;
+              j2 = t;
+            } else {
+              usub = umin;
+              j2 = j1;
+              umin = h;
+              j1 = t;
+            }
+          }
+        }
+        sub = f64x2.splat(usub);
+      }
+      for (; j < n; j++) {
         const h = sign * entry(c, n, i, j) - ld(v, j);
         if (h < usub) {
           if (h >= umin) {
@@ -178,23 +249,53 @@ function augmentAllFreeRows(
     while (sink < 0) {
       si(scannedRows, numScanned++, i);
       const offset = minVal - ld(u, i);
-      let lowest = Infinity;
-      let best = -1;
-      for (let j = 0; j < n; j++) {
+      const row = c + ((<usize>i * <usize>n) << 3);
+      const off = f64x2.splat(offset);
+      const sg = f64x2.splat(sign);
+      const rowIndex = i32x4.splat(i);
+      // Settled columns hold NaN: no comparison with it is true, so they neither update nor count.
+      let low = f64x2.splat(Infinity);
+      let j = 0;
+      for (; j + 1 < n; j += 2) {
+        const at = <usize>j << 3;
+        const d = v128.load(dist + at);
+        const r = f64x2.sub(f64x2.add(off, f64x2.mul(sg, v128.load(row + at))), v128.load(v + at));
+        const lt = f64x2.lt(r, d);
+        const nd = v128.bitselect(r, d, lt);
+        v128.store(dist + at, nd);
+        // pred[j], pred[j + 1] ← i where the distance dropped: the two 64-bit masks narrowed to 32 bits.
+        const pp = pred + (<usize>j << 2);
+        const narrow = i8x16.shuffle(lt, lt, 0, 1, 2, 3, 8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11);
+        v128.store64_lane(pp, v128.bitselect(rowIndex, v128.load64_zero(pp), narrow), 0);
+        low = f64x2.pmin(low, nd);
+      }
+      if (j < n) {
         const d = ld(dist, j);
         const r = offset + sign * entry(c, n, i, j) - ld(v, j);
         if (r < d) {
           st(dist, j, r);
           si(pred, j, i);
-          if (r <= lowest && (r < lowest || li(row4col, j) < 0)) {
-            lowest = r;
-            best = j;
-          }
-        } else if (d <= lowest && (d < lowest || li(row4col, j) < 0)) {
-          lowest = d;
-          best = j;
         }
       }
+      let lowest = Math.min(f64x2.extract_lane(low, 0), f64x2.extract_lane(low, 1));
+      if (j < n) {
+        const d = ld(dist, j);
+        if (d < lowest) lowest = d;
+      }
+      // The column taken: among those at the lowest distance, the last free one, else the first one (the
+      // choice of the scalar loop in lap.ts, which updates on a strictly lower value or an equal free one).
+      let best = -1;
+      const eq = f64x2.splat(lowest);
+      for (let k = 0; k < n; k += 2) {
+        if (k + 1 < n) {
+          if (!v128.any_true(f64x2.eq(v128.load(dist + (<usize>k << 3)), eq))) continue;
+        }
+        for (let t = k; t < k + 2 && t < n; t++) {
+          if (ld(dist, t) == lowest && (best < 0 || li(row4col, t) < 0)) best = t;
+        }
+      }
+      // Its own value (of the same magnitude; the scalar loop keeps the taken column's, sign of zero included).
+      lowest = ld(dist, best);
       // All entries are finite here, so a free column is always reached.
       minVal = lowest;
       st(dist, best, NaN);

@@ -181,13 +181,16 @@ test('bad input is rejected with a one-line InputError', () => {
   assert.deepEqual(Array.from(ok.rowToCol), [0, 2]);
   // Square problems of 16 and more (and any warm-started one) check entries inside their first pass.
   for (const [bad, maximize, label] of [[NaN, false, 'NaN'], [NaN, true, 'NaN'], [-Infinity, false, '-Infinity'], [Infinity, true, 'Infinity']] as const) {
-    for (const n of [16, 20]) {
+    // Columns in either lane of the WebAssembly solver's pairs, and the last column of an odd n; a second
+    // bad entry later in the row must not be the one reported.
+    for (const [n, col] of [[16, 5], [17, 4], [17, 16], [20, 5]]) {
       const c = Float64Array.from({ length: n * n }, (_, k) => (k * 7919) % 101);
-      c[3 * n + 5] = bad;
+      c[3 * n + col] = bad;
+      if (col + 1 < n) c[3 * n + col + 1] = maximize ? -Infinity : NaN;
       const first = solveAssignment(c.map((x) => (Number.isFinite(x) ? x : 0)), n, n, { maximize });
       for (const warmStart of [undefined, { colPotential: first.colPotential, rowToCol: first.rowToCol }, { rowPotential: first.rowPotential }]) {
-        assert.throws(() => solveAssignment(c, n, n, { maximize, warmStart }), isInput(new RegExp(`cost\\[3\\]\\[5\\] of the ${n}x${n} matrix is ${label.replace('-', '\\-')}`)));
-        assert.throws(() => solveAssignment(Float32Array.from(c), n, n, { maximize, warmStart }), isInput(/cost\[3\]\[5\]/));
+        assert.throws(() => solveAssignment(c, n, n, { maximize, warmStart }), isInput(new RegExp(`cost\\[3\\]\\[${col}\\] of the ${n}x${n} matrix is ${label.replace('-', '\\-')}`)));
+        assert.throws(() => solveAssignment(Float32Array.from(c), n, n, { maximize, warmStart }), isInput(new RegExp(`cost\\[3\\]\\[${col}\\]`)));
       }
     }
   }
