@@ -324,3 +324,14 @@ function augmentAllFreeRows(
     }
   }
 }
+
+// dst[k] += src[k] for k < len: float64 += float32 (a low-rank update added into a kept cost matrix, in
+// place where the solver reads it), two at a time.
+export function addFloat32(dst: usize, src: usize, len: i32): void {
+  let k = 0;
+  for (; k + 1 < len; k += 2) {
+    const at = dst + (<usize>k << 3);
+    v128.store(at, f64x2.add(v128.load(at), f64x2.promote_low_f32x4(v128.load64_zero(src + (<usize>k << 2)))));
+  }
+  if (k < len) st(dst, k, ld(dst, k) + <f64>load<f32>(src + (<usize>k << 2)));
+}

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { solveSquareWasm } from '../src/match/lap-wasm.js';
+import { leaseSolver, solveSquareWasm } from '../src/match/lap-wasm.js';
 import { solveAssignment, type AssignmentResult } from '../src/match/lap.js';
 import { InputError } from '../src/errors.js';
 import { createRng, type Rng } from '../src/random.js';
@@ -397,4 +397,34 @@ test('tie-heavy square problems of n ≥ 16 reach scipy’s optimum', { skip: py
       closeTo(res.objective, ref[k].objective, 1e-9, `case ${k} (${n}×${n})`);
     });
   });
+});
+
+test('a leased solver: matrices solved in place, kept apart from other solves, updates added as in JavaScript', () => {
+  const rng = createRng(77);
+  const lease = leaseSolver([33, 20], 33);
+  assert.ok(lease !== null);
+  const big = lease.matrix(33)!;
+  const small = lease.matrix(20)!;
+  assert.equal(lease.matrix(2), null, 'beyond the reservation');
+  big.set(randomMatrix(rng, 33, 33, 'uniform'));
+  small.set(randomMatrix(rng, 20, 20, 'int'));
+  const bigCopy = Float64Array.from(big);
+  const smallCopy = Float64Array.from(small);
+  // Solves of other matrices, larger ones too, borrow another instance: the leased matrices stay as they were.
+  solveAssignment(randomMatrix(rng, 64, 64, 'uniform'), 64, 64);
+  assert.deepEqual(big, bigCopy);
+  assert.deepEqual(small, smallCopy);
+  const inPlace = solveAssignment(big, 33, 33, { maximize: true });
+  const copied = solveAssignment(Float64Array.from(big), 33, 33, { maximize: true, implementation: 'js' });
+  assert.deepEqual(inPlace.rowToCol, copied.rowToCol);
+  assert.deepEqual(inPlace.colPotential, copied.colPotential);
+  // addInto: float64 += float32, bit for bit the sums of a JavaScript loop, odd lengths included.
+  for (const m of [big, small]) {
+    const delta = Float32Array.from({ length: m.length }, () => rng.normal() * 1e-3);
+    const want = Float64Array.from(m, (x, k) => x + delta[k]);
+    lease.addInto(m, delta);
+    assert.deepEqual(m, want);
+  }
+  lease.release();
+  lease.release();
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mlpSpec } from '../src/spec/mlp.js';
 import { permSizes } from '../src/spec/spec.js';
 import { applyPermutation, randomPerms, isIdentity, inversePermutation } from '../src/permute.js';
-import { weightMatching, matchingObjective } from '../src/match/weight-matching.js';
+import { weightMatching, matchingObjective, type WeightMatchingResult } from '../src/match/weight-matching.js';
 import { jsMatmul, abtSync } from '../src/engine/matmul.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { dot, type Params, type Tensor } from '../src/tensor.js';
@@ -203,4 +203,26 @@ test('the per-pass objective tracked from step gains agrees with the objective r
   // Replaying the first pass alone gives the first recorded objective.
   const one = await weightMatching({ spec, paramsA: a, paramsB: b, seed: 9, maxIter: 1 });
   assert.ok(Math.abs(r.history[0].objective - one.objectiveAfter) <= 1e-5 * Math.abs(one.objectiveAfter));
+});
+
+test('matchings run concurrently in one thread give the results they give one at a time', async () => {
+  // Each matching builds its cost matrices where the WebAssembly solver reads them; two of them awaiting
+  // their products in turn must not see each other's matrices (same sizes, so nothing is reallocated and a
+  // shared buffer would be overwritten silently). Every route: kept matrices, low memory, plain, cosine.
+  const spec = mlpSpec(3);
+  const widths = [24, 64, 64, 64, 6];
+  const pairs = [0, 1, 2].map((k) => ({ a: randomMlp(widths, 'torch', 300 + k), b: randomMlp(widths, 'torch', 400 + k) }));
+  const routes = [{}, { lowMemory: true }, { plain: true }, { score: 'cosine' as const }, { incremental: false }];
+  for (const route of routes) {
+    const one = async (k: number) => weightMatching({ spec, paramsA: pairs[k].a, paramsB: pairs[k].b, seed: k, ...route });
+    const alone: WeightMatchingResult[] = [];
+    for (const k of [0, 1, 2]) alone.push(await one(k));
+    const together = await Promise.all([0, 1, 2].map(one));
+    together.forEach((r, k) => {
+      const label = `${JSON.stringify(route)} pair ${k}`;
+      assert.deepEqual(r.perms, alone[k].perms, label);
+      assert.equal(r.objectiveAfter, alone[k].objectiveAfter, label);
+      assert.deepEqual(r.history.map((h) => h.objective), alone[k].history.map((h) => h.objective), label);
+    });
+  }
 });

@@ -61,6 +61,8 @@ export class CostCache {
     private readonly scratch: (key: 'a' | 'b', size: number) => Float32Array,
     /** Where the kept matrices live (shared memory when another thread solves the assignments). */
     private readonly allocate: (length: number) => Float64Array = (length) => new Float64Array(length),
+    /** into += delta, elementwise (float64 += float32); the solver's own when the matrices live there. */
+    private readonly addInto: (into: Float64Array, delta: Float32Array) => void = addFloat32,
   ) {}
 
   /**
@@ -123,7 +125,7 @@ export class CostCache {
         this.sourceB.use(t.tensor, (x) => writeTakenAxisFirst(x, t.axis, other, newIndex, oldIndex, b, width, col));
         col += t.colsPerUnit * at.length;
       }
-      addInto(matrix, await this.engine.abt(a, n, b, n, width));
+      this.addInto(matrix, await this.engine.abt(a, n, b, n, width));
       this.seen.set(p, this.snapshot(terms, perms));
     }
     return { cost: matrix, how: 'update', columns: width };
@@ -170,6 +172,6 @@ function changedPositions(before: Int32Array, after: Int32Array): Int32Array {
 }
 
 /** into[i] += delta[i] (float64 += float32): its own small function, so V8 optimises the loop on its own. */
-function addInto(into: Float64Array, delta: Float32Array): void {
+function addFloat32(into: Float64Array, delta: Float32Array): void {
   for (let i = 0; i < into.length; i++) into[i] += delta[i];
 }

@@ -2,11 +2,14 @@
  * The square assignment solver compiled to WebAssembly (asm/lap.ts), behind the same contract as the
  * JavaScript one in lap.ts: same algorithm, same float64 arithmetic, same answer bit for bit (tested).
  * WebAssembly is compiled before it first runs, so it skips the warm-up JavaScript pays on the first
- * solves of a process, and its loops measured ~1.6× faster (BENCHMARKS.md).
+ * solves of a process; its scans use 128-bit SIMD (two float64 columns per step). Where WebAssembly or its
+ * SIMD is missing (old browsers), lap.ts solves in JavaScript.
  *
- * One instance per thread, its memory grown to the largest problem solved so far (8·n² bytes for the
- * matrix, a few n-long work arrays). Browser-safe: the module ships as base64 text, compiled synchronously
- * (it is a few kilobytes).
+ * Each instance has its own memory, never shared by two callers at once: a solve of a matrix from outside
+ * borrows the spare instance for the length of the (synchronous) call and copies the matrix in; a caller
+ * that builds its matrices in the solver's memory (weight matching: no copy per solve, 8·n² bytes less at
+ * the peak) leases an instance for as long as it needs them (leaseSolver). Browser-safe: the module ships
+ * as base64 text, compiled synchronously (it is a few kilobytes).
  */
 import { LAP_WASM_BASE64 } from './lap-wasm-module.js';
 
@@ -30,28 +33,34 @@ type Solve = (
 interface Instance {
   readonly memory: WasmMemory;
   readonly solve: Solve;
+  readonly addFloat32: (dst: number, src: number, len: number) => void;
 }
 
-let instance: Instance | null | undefined;
+let compiled: object | null | undefined;
 
-function load(): Instance | null {
-  if (instance !== undefined) return instance;
-  try {
-    const bytes = Uint8Array.from(atob(LAP_WASM_BASE64), (ch) => ch.charCodeAt(0));
-    const exports = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
-    instance = { memory: exports.memory as WasmMemory, solve: exports.solve as Solve };
-  } catch {
-    // No WebAssembly here (or it is switched off): lap.ts solves in JavaScript.
-    instance = null;
+/** A fresh instance (its own memory) of the compiled module, or null where WebAssembly is not available. */
+function instantiate(): Instance | null {
+  if (compiled === undefined) {
+    try {
+      compiled = new WebAssembly.Module(Uint8Array.from(atob(LAP_WASM_BASE64), (ch) => ch.charCodeAt(0)));
+    } catch {
+      // No WebAssembly here (or no SIMD, or it is switched off): lap.ts solves in JavaScript.
+      compiled = null;
+    }
   }
-  return instance;
+  if (compiled === null) return null;
+  const exports = new WebAssembly.Instance(compiled, {}).exports;
+  return { memory: exports.memory as WasmMemory, solve: exports.solve as Solve, addFloat32: exports.addFloat32 as Instance['addFloat32'] };
 }
 
-/** Byte offsets of the solver's arrays for an n × n problem; the matrix comes first, at 0. */
+/**
+ * Byte offsets of the solver's work arrays for an n × n problem, from 0; `end` is rounded up to 16 so a
+ * matrix can follow.
+ */
 function layout(n: number) {
   const f64 = n * 8;
   const i32 = n * 4;
-  const u = n * n * 8;
+  const u = 0;
   const v = u + f64;
   const dist = v + f64;
   const settledDist = dist + f64;
@@ -63,33 +72,96 @@ function layout(n: number) {
   const argmin = scannedRows + i32;
   const given = argmin + i32;
   const queue = given + i32;
-  return { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue, end: queue + 6 * i32 };
+  const end = Math.ceil((queue + 6 * i32) / 16) * 16;
+  return { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue, end };
 }
 
-/** The instance with its memory grown to hold an n × n problem. */
-function ready(wasm: Instance, n: number): ArrayBuffer {
-  const { end } = layout(n);
+/** Grows the instance's memory to at least `bytes`; returns its (new) buffer. */
+function reserve(wasm: Instance, bytes: number): ArrayBuffer {
   const memory = wasm.memory;
-  if (memory.buffer.byteLength < end) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+  if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
   return memory.buffer;
 }
 
 /**
- * n·n float64 values in the solver's own memory: a cost matrix built there is solved without being copied
- * in (the copy would cost 8·n² bytes more at the peak). Valid until a larger problem grows the memory:
- * take a new one for every matrix. Null where WebAssembly is not available.
+ * An instance for solves of matrices copied in, kept between calls while its memory stays small (a
+ * WebAssembly memory never shrinks: a large one is dropped instead, and the next solve makes a new one).
  */
-export function squareWorkspace(n: number): Float64Array | null {
-  const wasm = load();
-  return wasm === null ? null : new Float64Array(ready(wasm, n), 0, n * n);
+let spare: Instance | null = null;
+const KEEP_BYTES = 64 << 20;
+
+function takeSpare(): Instance | null {
+  const wasm = spare ?? instantiate();
+  spare = null;
+  return wasm;
+}
+
+function giveBack(wasm: Instance, keep: boolean): void {
+  if (keep && spare === null && wasm.memory.buffer.byteLength <= KEEP_BYTES) spare = wasm;
+}
+
+/** Leased instances by the memory their matrices live in: a solve of such a matrix runs there, in place. */
+const leased = new Map<ArrayBuffer, { wasm: Instance; workN: number }>();
+
+/**
+ * A solver instance of one's own: float64 matrices in its memory, which a solve reads in place (no copy
+ * in: 8·n² bytes and a pass less per solve). Its memory is sized once, when leased, for every matrix asked
+ * for, so the views `matrix` hands out stay valid until `release`; concurrent callers (two matchings
+ * interleaving their awaits) each lease their own, so nothing they keep there is overwritten by the other.
+ */
+export interface SolverLease {
+  /**
+   * An n·n float64 matrix in the solver's memory, not cleared (a reused instance's memory holds earlier
+   * numbers: write it before reading it); null when the reservation is used up.
+   */
+  matrix(n: number): Float64Array | null;
+  /**
+   * into[k] += delta[k] for a matrix from `matrix` (float64 += float32, the same sums as a JavaScript loop),
+   * with delta staged in the solver's memory: a low-rank update of a kept cost matrix.
+   */
+  addInto(into: Float64Array, delta: Float32Array): void;
+  /** Ends the lease: the matrices must not be used after. `keep: false` lets the memory go at once. */
+  release(options?: { keep?: boolean }): void;
 }
 
 /**
- * Lets the solver's memory go (a WebAssembly memory never shrinks; this drops the instance, and the next
- * solve makes a new one): for callers that keep the peak low, once their large problems are done.
+ * Leases an instance with room for matrices of the given sizes (n each, n·n float64) and solves of up to
+ * `largest` × `largest`. Null where WebAssembly is not available.
  */
-export function releaseSolverMemory(): void {
-  if (instance) instance = undefined;
+export function leaseSolver(sizes: readonly number[], largest: number): SolverLease | null {
+  const wasm = takeSpare();
+  if (wasm === null) return null;
+  const work = layout(largest).end;
+  // Room for a float32 n × n update of the largest matrix, staged for addInto.
+  const staging = work;
+  let total = staging + Math.ceil((largest * largest * 4) / 16) * 16;
+  for (const n of sizes) total += n * n * 8;
+  const buffer = reserve(wasm, total);
+  leased.set(buffer, { wasm, workN: largest });
+  let next = total - sizes.reduce((sum, n) => sum + n * n * 8, 0);
+  let live = true;
+  return {
+    addInto(into: Float64Array, delta: Float32Array): void {
+      if (!live || into.buffer !== buffer || delta.length !== into.length || delta.length > largest * largest) {
+        for (let k = 0; k < into.length; k++) into[k] += delta[k];
+        return;
+      }
+      new Float32Array(buffer, staging, delta.length).set(delta);
+      wasm.addFloat32(into.byteOffset, staging, into.length);
+    },
+    matrix(n: number): Float64Array | null {
+      if (!live || next + n * n * 8 > total) return null;
+      const view = new Float64Array(buffer, next, n * n);
+      next += n * n * 8;
+      return view;
+    },
+    release(options: { keep?: boolean } = {}): void {
+      if (!live) return;
+      live = false;
+      leased.delete(buffer);
+      giveBack(wasm, options.keep !== false);
+    },
+  };
 }
 
 export interface SquareSolution {
@@ -111,13 +183,32 @@ export function solveSquareWasm(
   sign: number,
   warm: { colPotential: Float64Array; rowToCol?: Int32Array } | undefined,
 ): SquareSolution | 'reject' | null {
-  const wasm = load();
+  const lease = cost instanceof Float64Array ? leased.get(cost.buffer as ArrayBuffer) : undefined;
+  if (lease !== undefined && lease.workN >= n && cost.length === n * n) {
+    return solveIn(lease.wasm, cost.byteOffset, n, sign, warm);
+  }
+  const wasm = takeSpare();
   if (wasm === null) return null;
+  try {
+    const c = layout(n).end;
+    const buffer = reserve(wasm, c + n * n * 8);
+    new Float64Array(buffer, c, n * n).set(cost);
+    return solveIn(wasm, c, n, sign, warm);
+  } finally {
+    giveBack(wasm, true);
+  }
+}
+
+/** Solves the matrix at byte offset c of the instance's memory, with the work arrays at 0. */
+function solveIn(
+  wasm: Instance,
+  c: number,
+  n: number,
+  sign: number,
+  warm: { colPotential: Float64Array; rowToCol?: Int32Array } | undefined,
+): SquareSolution | 'reject' | null {
   const { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue } = layout(n);
-  const c = 0;
-  const buffer = ready(wasm, n);
-  // A matrix built in squareWorkspace is in place already.
-  if (!(cost instanceof Float64Array && cost.buffer === buffer && cost.byteOffset === c)) new Float64Array(buffer, c, n * n).set(cost);
+  const buffer = wasm.memory.buffer;
   if (warm !== undefined) {
     new Float64Array(buffer, v, n).set(warm.colPotential);
     const g = new Int32Array(buffer, given, n);

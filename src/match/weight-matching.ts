@@ -23,7 +23,7 @@ import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
 import { solveAssignment, type AssignmentResult, type WarmStart } from './lap.js';
-import { releaseSolverMemory, squareWorkspace } from './lap-wasm.js';
+import { leaseSolver } from './lap-wasm.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -284,147 +284,156 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   // a cost cache only the cosine-scaled copy of a kept one.
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
   const thread = options.assignmentThread;
-  const allocate = (length: number) => (thread ? thread.allocate(length) : new Float64Array(length));
-  // Without a second thread, a matrix built for the solver is built in the solver's own memory (no copy:
-  // 8·n² bytes less at the peak); grown once to the largest step here, so later views stay valid.
-  const workspace = thread ? null : squareWorkspace(largest) && ((n: number) => squareWorkspace(n)!);
-  // Else a buffer of our own; with a second thread two steps are in flight at once: each needs its own.
-  const needBuffer = (!incremental || unitNorms !== null) && workspace === null;
-  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => allocate(needBuffer ? largest * largest : 0));
-  const bufferFor = (n: number, which: number): Float64Array => (workspace ? workspace(n) : costBuffers[which].subarray(0, n * n));
+  // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
+  // a cost cache only the cosine-scaled copy of a kept one. With a second thread two steps are in flight
+  // at once: each needs its own, in memory the thread can see.
+  const needBuffer = !incremental || unitNorms !== null;
+  // Without a second thread, the matrices (kept ones too) live in a solver of our own (lap-wasm.ts), which
+  // solves them where they are: no copy per step, and 8·n² bytes less at the peak for a streamed model.
+  const lease = thread ? null : leaseSolver([...(incremental ? names.map((p) => sizes[p]) : []), ...(needBuffer ? [largest] : [])], largest);
+  const allocate = (length: number): Float64Array => {
+    if (thread) return thread.allocate(length);
+    return lease?.matrix(Math.sqrt(length)) ?? new Float64Array(length);
+  };
+  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => (needBuffer ? allocate(largest * largest) : null));
+  const bufferFor = (n: number, which: number): Float64Array => costBuffers[which]!.subarray(0, n * n);
   const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into, limits);
-  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size), allocate) : null;
-
-  const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
-  let tracked = objectiveBefore;
-  const rng = createRng(options.seed ?? 0);
-  const history: PassRecord[] = [];
-  // A step's cost matrix depends only on the permutations that share a tensor with p. When none of them
-  // changed since p was last solved, the matrix is the same, p is already optimal for it, and the step
-  // can be skipped without changing the result.
-  const neighbours = neighbourPerms(spec, names);
-  const changedAt = new Map<string, number>();
-  const solvedAt = new Map<string, number>();
-  let clock = 0;
-  const warm = new Map<string, WarmStart>();
-  let converged = false;
-  let iterations = 0;
-
-  for (let pass = 0; pass < maxIter; pass++) {
-    iterations = pass + 1;
-    const order = shuffledRange(names.length, rng);
-    let changed = 0;
-    let passGain = 0;
-    let progress = false;
-    // One step in three phases: prepare (skip or build its cost matrix), solve, apply (in step order).
-    type Prepared =
-      | { step: number; p: string; skipped: true }
-      | { step: number; p: string; skipped: false; n: number; cost: Float64Array; oldL: number; warmStart: WarmStart | undefined; updated: boolean };
-    const prepare = async (step: number, which: number): Promise<Prepared> => {
-      const p = names[order[step]];
-      const n = sizes[p];
-      clock++;
-      const last = solvedAt.get(p);
-      if (!options.plain && last !== undefined && neighbours[p].every((q) => (changedAt.get(q) ?? -1) < last)) {
-        return { step, p, skipped: true };
-      }
-      solvedAt.set(p, clock);
-      let cost: Float64Array;
-      let updated = false;
-      if (cache) {
-        const kept = await cache.cost(p, n, perms, fresh);
-        cost = kept.cost;
-        updated = kept.how === 'update';
-        if (unitNorms) {
-          // Scaled in a copy: the kept matrix stays unscaled for its next update.
-          const scaled = bufferFor(n, which);
-          scaled.set(cost);
-          cost = scaled;
-        }
-      } else {
-        cost = bufferFor(n, which);
-        await fresh(p, cost);
-        // A solve elsewhere in this thread, while this one awaited its products, may have grown the solver's memory.
-        if (cost.length !== n * n) throw new Error('weight matching: the assignment workspace was reallocated by a concurrent solve; run matchings one at a time');
-      }
-      if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
-      const current = perms[p];
-      let oldL = 0;
-      for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
-      const warmStart = options.plain || options.warmStart === false ? undefined : warm.get(p);
-      return { step, p, skipped: false, n, cost, oldL, warmStart, updated };
-    };
-    const solveHere = (s: Prepared & { skipped: false }) => solveAssignment(s.cost, s.n, s.n, { maximize: true, warmStart: s.warmStart });
-    const apply = (s: Prepared, solved: AssignmentResult | null) => {
-      if (s.skipped || solved === null) {
-        options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: s.p, gain: 0, reused: true, updated: false });
-        return;
-      }
-      const { p } = s;
-      warm.set(p, { colPotential: solved.colPotential, rowPotential: solved.rowPotential, rowToCol: solved.rowToCol });
-      const gain = solved.objective - s.oldL;
-      if (gain > tol * Math.max(1, Math.abs(s.oldL))) {
-        progress = true;
-        perms[p] = Int32Array.from(solved.rowToCol);
-        // The step's own clock tick: a step run beside its predecessor keeps its place in the order.
-        changedAt.set(p, solvedAt.get(p)!);
-        changed++;
-        passGain += gain;
-      }
-      options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: p, gain, reused: false, updated: s.updated });
-    };
-
-    for (let step = 0; step < order.length; ) {
-      const first = await prepare(step, 0);
-      const next = step + 1 < order.length ? names[order[step + 1]] : null;
-      if (first.skipped) {
-        apply(first, null);
-        step++;
-      } else if (thread && next !== null && next !== first.p && !neighbours[first.p].includes(next)) {
-        // The next step does not read this one's permutation: solve this one on the thread meanwhile.
-        const away = thread.solve(first.cost, first.n, first.warmStart);
-        let second: Prepared;
-        let secondSolved: AssignmentResult | null;
-        try {
-          second = await prepare(step + 1, 1);
-          secondSolved = second.skipped ? null : solveHere(second);
-        } catch (e) {
-          await away.catch(() => {});
-          throw e;
-        }
-        apply(first, await away);
-        apply(second, secondSolved);
-        step += 2;
-      } else {
-        apply(first, solveHere(first));
-        step++;
-      }
-    }
-    tracked += passGain;
-    history.push({
-      pass,
-      objective: score === 'dot' ? tracked : sourceObjective(spec, perms, sourceA, sourceB),
-      changed,
-      gain: passGain,
-      order: Array.from(order, (i) => names[i]),
-    });
-    if (!progress) {
-      converged = true;
-      break;
-    }
+  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size), allocate, lease ? (into, delta) => lease.addInto(into, delta) : undefined) : null;
+  try {
+    return await matchSteps();
+  } finally {
+    // Streamed models are matched to keep the peak low: the solver's memory (8·n² bytes for the largest
+    // step) need not stay for what the caller does next (writing the aligned model).
+    lease?.release({ keep: !lowMemory });
   }
 
-  // Streamed models are matched to keep the peak low: the solver's memory (8·n² bytes for the largest
-  // step) need not stay for what the caller does next (writing the aligned model).
-  if (lowMemory) releaseSolverMemory();
-  return {
-    perms,
-    iterations,
-    converged,
-    objectiveBefore,
-    objectiveAfter: sourceObjective(spec, perms, sourceA, sourceB),
-    history,
-  };
+  async function matchSteps(): Promise<WeightMatchingResult> {
+    const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
+    let tracked = objectiveBefore;
+    const rng = createRng(options.seed ?? 0);
+    const history: PassRecord[] = [];
+    // A step's cost matrix depends only on the permutations that share a tensor with p. When none of them
+    // changed since p was last solved, the matrix is the same, p is already optimal for it, and the step
+    // can be skipped without changing the result.
+    const neighbours = neighbourPerms(spec, names);
+    const changedAt = new Map<string, number>();
+    const solvedAt = new Map<string, number>();
+    let clock = 0;
+    const warm = new Map<string, WarmStart>();
+    let converged = false;
+    let iterations = 0;
+
+    for (let pass = 0; pass < maxIter; pass++) {
+      iterations = pass + 1;
+      const order = shuffledRange(names.length, rng);
+      let changed = 0;
+      let passGain = 0;
+      let progress = false;
+      // One step in three phases: prepare (skip or build its cost matrix), solve, apply (in step order).
+      type Prepared =
+        | { step: number; p: string; skipped: true }
+        | { step: number; p: string; skipped: false; n: number; cost: Float64Array; oldL: number; warmStart: WarmStart | undefined; updated: boolean };
+      const prepare = async (step: number, which: number): Promise<Prepared> => {
+        const p = names[order[step]];
+        const n = sizes[p];
+        clock++;
+        const last = solvedAt.get(p);
+        if (!options.plain && last !== undefined && neighbours[p].every((q) => (changedAt.get(q) ?? -1) < last)) {
+          return { step, p, skipped: true };
+        }
+        solvedAt.set(p, clock);
+        let cost: Float64Array;
+        let updated = false;
+        if (cache) {
+          const kept = await cache.cost(p, n, perms, fresh);
+          cost = kept.cost;
+          updated = kept.how === 'update';
+          if (unitNorms) {
+            // Scaled in a copy: the kept matrix stays unscaled for its next update.
+            const scaled = bufferFor(n, which);
+            scaled.set(cost);
+            cost = scaled;
+          }
+        } else {
+          cost = bufferFor(n, which);
+          await fresh(p, cost);
+        }
+        if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
+        const current = perms[p];
+        let oldL = 0;
+        for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
+        const warmStart = options.plain || options.warmStart === false ? undefined : warm.get(p);
+        return { step, p, skipped: false, n, cost, oldL, warmStart, updated };
+      };
+      const solveHere = (s: Prepared & { skipped: false }) => solveAssignment(s.cost, s.n, s.n, { maximize: true, warmStart: s.warmStart });
+      const apply = (s: Prepared, solved: AssignmentResult | null) => {
+        if (s.skipped || solved === null) {
+          options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: s.p, gain: 0, reused: true, updated: false });
+          return;
+        }
+        const { p } = s;
+        warm.set(p, { colPotential: solved.colPotential, rowPotential: solved.rowPotential, rowToCol: solved.rowToCol });
+        const gain = solved.objective - s.oldL;
+        if (gain > tol * Math.max(1, Math.abs(s.oldL))) {
+          progress = true;
+          perms[p] = Int32Array.from(solved.rowToCol);
+          // The step's own clock tick: a step run beside its predecessor keeps its place in the order.
+          changedAt.set(p, solvedAt.get(p)!);
+          changed++;
+          passGain += gain;
+        }
+        options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: p, gain, reused: false, updated: s.updated });
+      };
+
+      for (let step = 0; step < order.length; ) {
+        const first = await prepare(step, 0);
+        const next = step + 1 < order.length ? names[order[step + 1]] : null;
+        if (first.skipped) {
+          apply(first, null);
+          step++;
+        } else if (thread && next !== null && next !== first.p && !neighbours[first.p].includes(next)) {
+          // The next step does not read this one's permutation: solve this one on the thread meanwhile.
+          const away = thread.solve(first.cost, first.n, first.warmStart);
+          let second: Prepared;
+          let secondSolved: AssignmentResult | null;
+          try {
+            second = await prepare(step + 1, 1);
+            secondSolved = second.skipped ? null : solveHere(second);
+          } catch (e) {
+            await away.catch(() => {});
+            throw e;
+          }
+          apply(first, await away);
+          apply(second, secondSolved);
+          step += 2;
+        } else {
+          apply(first, solveHere(first));
+          step++;
+        }
+      }
+      tracked += passGain;
+      history.push({
+        pass,
+        objective: score === 'dot' ? tracked : sourceObjective(spec, perms, sourceA, sourceB),
+        changed,
+        gain: passGain,
+        order: Array.from(order, (i) => names[i]),
+      });
+      if (!progress) {
+        converged = true;
+        break;
+      }
+    }
+
+    return {
+      perms,
+      iterations,
+      converged,
+      objectiveBefore,
+      objectiveAfter: sourceObjective(spec, perms, sourceA, sourceB),
+      history,
+    };
+  }
 }
 
 /** Growable scratch buffers, so matching allocates its working memory once, not once per step. */
