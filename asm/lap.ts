@@ -335,3 +335,4 @@ export function addFloat32(dst: usize, src: usize, len: i32): void {
   }
   if (k < len) st(dst, k, ld(dst, k) + <f64>load<f32>(src + (<usize>k << 2)));
 }
+export { layoutTaken, gatheredDot } from './layout';

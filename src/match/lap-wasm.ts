@@ -12,6 +12,7 @@
  * as base64 text, compiled synchronously (it is a few kilobytes).
  */
 import { LAP_WASM_BASE64 } from './lap-wasm-module.js';
+import { jsLayoutKernels, type LayoutKernels, type Tensor } from '../tensor.js';
 
 // The few WebAssembly names used here (the project compiles against ES2022 and Node's types only).
 interface WasmMemory {
@@ -34,6 +35,12 @@ interface Instance {
   readonly memory: WasmMemory;
   readonly solve: Solve;
   readonly addFloat32: (dst: number, src: number, len: number) => void;
+  readonly layoutTaken: (
+    src: number, d0: number, d1: number, block: number, axis: number,
+    index: number, hasIndex: number, k: number, minus: number, hasMinus: number,
+    dst: number, ld: number, col: number,
+  ) => void;
+  readonly gatheredDot: (a: number, b: number, rows: number, cols: number, vector: number, rowIndex: number, hasRow: number, colIndex: number, hasCol: number) => number;
 }
 
 let compiled: object | null | undefined;
@@ -50,7 +57,13 @@ function instantiate(): Instance | null {
   }
   if (compiled === null) return null;
   const exports = new WebAssembly.Instance(compiled, {}).exports;
-  return { memory: exports.memory as WasmMemory, solve: exports.solve as Solve, addFloat32: exports.addFloat32 as Instance['addFloat32'] };
+  return {
+    memory: exports.memory as WasmMemory,
+    solve: exports.solve as Solve,
+    addFloat32: exports.addFloat32 as Instance['addFloat32'],
+    layoutTaken: exports.layoutTaken as Instance['layoutTaken'],
+    gatheredDot: exports.gatheredDot as Instance['gatheredDot'],
+  };
 }
 
 /**
@@ -120,27 +133,129 @@ export interface SolverLease {
    * with delta staged in the solver's memory: a low-rank update of a kept cost matrix.
    */
   addInto(into: Float64Array, delta: Float32Array): void;
+  /** The float32 area reserved at lease time (`floats` values; null for none), for tensors and operands. */
+  readonly floats: Float32Array | null;
+  /**
+   * Layout kernels that run in the solver (asm/layout.ts) when their tensors and destination lie in
+   * `floats` and their layout is one it has (the two leading axes of a tensor); else tensor.ts's.
+   */
+  readonly kernels: LayoutKernels;
+  /** How many kernel calls ran in the solver and how many fell back to tensor.ts (for tests and benchmarks). */
+  readonly kernelRuns: { wasm: number; javascript: number };
   /** Ends the lease: the matrices must not be used after. `keep: false` lets the memory go at once. */
   release(options?: { keep?: boolean }): void;
 }
 
-/**
- * Leases an instance with room for matrices of the given sizes (n each, n·n float64) and solves of up to
- * `largest` × `largest`. Null where WebAssembly is not available.
- */
-export function leaseSolver(sizes: readonly number[], largest: number): SolverLease | null {
+/** What a lease reserves besides the work arrays: matrices (n each, n·n float64), float32 values, indices. */
+export interface LeaseSizes {
+  readonly matrices: readonly number[];
+  /** The largest problem to be solved (n × n). */
+  readonly largest: number;
+  readonly floats?: number;
+  /** Int32 index values the kernels may stage at once (twice the longest axis of any tensor). */
+  readonly indices?: number;
+}
+
+const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
+
+/** Leases an instance sized for `sizes`. Null where WebAssembly is not available. */
+export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   const wasm = takeSpare();
   if (wasm === null) return null;
-  const work = layout(largest).end;
-  // Room for a float32 n × n update of the largest matrix, staged for addInto.
-  const staging = work;
-  let total = staging + Math.ceil((largest * largest * 4) / 16) * 16;
-  for (const n of sizes) total += n * n * 8;
+  const { largest } = sizes;
+  const floatCount = sizes.floats ?? 0;
+  const indexCount = floatCount > 0 ? sizes.indices ?? 0 : 0;
+  // Work arrays, then room to stage a float32 update of the largest matrix, indices, floats, matrices.
+  const staging = layout(largest).end;
+  const indexAt = staging + align16(largest * largest * 4);
+  const floatAt = indexAt + align16(indexCount * 4);
+  const matrixAt = floatAt + align16(floatCount * 4);
+  let total = matrixAt;
+  for (const n of sizes.matrices) total += n * n * 8;
   const buffer = reserve(wasm, total);
   leased.set(buffer, { wasm, workN: largest });
-  let next = total - sizes.reduce((sum, n) => sum + n * n * 8, 0);
+  const floats = floatCount > 0 ? new Float32Array(buffer, floatAt, floatCount) : null;
+  let next = matrixAt;
   let live = true;
+  const inside = (x: Float32Array) => live && floats !== null && x.buffer === buffer && x.byteOffset >= floatAt && x.byteOffset + x.byteLength <= floatAt + floatCount * 4;
+  /** Stages index arrays (null: none) back to back in the index area; their offsets, or null when they do not fit. */
+  const stage = (...arrays: (Int32Array | null)[]): number[] | null => {
+    let length = 0;
+    for (const x of arrays) length += x?.length ?? 0;
+    if (length > indexCount) return null;
+    let at = indexAt;
+    return arrays.map((x) => {
+      if (x === null) return 0;
+      new Int32Array(buffer, at, x.length).set(x);
+      at += x.length * 4;
+      return at - x.length * 4;
+    });
+  };
+  /** d0 × d1 × block of a tensor of rank ≥ 1 (a vector is d0 × 1 × 1). */
+  const view = (t: Tensor): [number, number, number] => {
+    const [d0, d1 = 1] = t.shape;
+    let block = 1;
+    for (let d = 2; d < t.shape.length; d++) block *= t.shape[d];
+    return [d0, d1, block];
+  };
+  const kernelRuns = { wasm: 0, javascript: 0 };
+  const taken = (
+    t: Tensor, axis: number, index: Int32Array | null, k: number, minus: Int32Array | null, dst: Float32Array, ld: number, col: number,
+  ): boolean => {
+    if (!inside(t.data) || !inside(dst)) return false;
+    const [d0, d1, block] = view(t);
+    const rows = axis === 0 ? d0 : d1;
+    // Every write must land inside dst (the kernels trust their arguments).
+    if (rows > 0 && (rows - 1) * ld + col + k * block > dst.length) return false;
+    const at = stage(index, minus);
+    if (at === null) return false;
+    wasm.layoutTaken(t.data.byteOffset, d0, d1, block, axis, at[0], index ? 1 : 0, k, at[1], minus ? 1 : 0, dst.byteOffset, ld, col);
+    kernelRuns.wasm++;
+    return true;
+  };
+  const kernels: LayoutKernels = {
+    writeAxisFirst(t, axis, dst, ld, col) {
+      const rank = t.shape.length;
+      if (axis <= 1 && axis < rank && taken(t, axis, null, axis === 0 ? (rank === 1 ? 1 : t.shape[1]) : t.shape[0], null, dst, ld, col)) return;
+      kernelRuns.javascript++;
+      jsLayoutKernels.writeAxisFirst(t, axis, dst, ld, col);
+    },
+    writeGatheredAxisFirst(t, axis, index, dst, ld, col) {
+      const rank = t.shape.length;
+      const other = 1 - axis;
+      const q = rank >= 2 ? index[other] ?? null : null;
+      const simple = axis <= 1 && axis < rank && index.every((x, d) => x === null || d === axis || d === other);
+      if (simple && taken(t, axis, q, axis === 0 ? (rank === 1 ? 1 : t.shape[1]) : t.shape[0], null, dst, ld, col)) return;
+      kernelRuns.javascript++;
+      jsLayoutKernels.writeGatheredAxisFirst(t, axis, index, dst, ld, col);
+    },
+    writeTakenAxisFirst(t, axis, other, index, minus, dst, ld, col) {
+      const simple = t.shape.length >= 2 && axis + other === 1 && axis !== other && (minus === null || minus.length === index.length);
+      if (simple && taken(t, axis, index, index.length, minus, dst, ld, col)) return;
+      kernelRuns.javascript++;
+      jsLayoutKernels.writeTakenAxisFirst(t, axis, other, index, minus, dst, ld, col);
+    },
+    gatheredDot(a, b, index) {
+      const rank = b.shape.length;
+      if (rank <= 2 && inside(a.data) && inside(b.data) && a.data.length === b.data.length) {
+        const rows = rank === 1 ? 1 : b.shape[0];
+        const cols = rank === 1 ? b.shape[0] : b.shape[1];
+        const r = rank === 2 ? index[0] ?? null : null;
+        const c = (rank === 1 ? index[0] : index[1]) ?? null;
+        const at = stage(r, c);
+        if (at !== null) {
+          kernelRuns.wasm++;
+          return wasm.gatheredDot(a.data.byteOffset, b.data.byteOffset, rows, cols, rank === 1 ? 1 : 0, at[0], r ? 1 : 0, at[1], c ? 1 : 0);
+        }
+      }
+      kernelRuns.javascript++;
+      return jsLayoutKernels.gatheredDot(a, b, index);
+    },
+  };
   return {
+    floats,
+    kernels,
+    kernelRuns,
     addInto(into: Float64Array, delta: Float32Array): void {
       if (!live || into.buffer !== buffer || delta.length !== into.length || delta.length > largest * largest) {
         for (let k = 0; k < into.length; k++) into[k] += delta[k];

@@ -16,7 +16,7 @@
  * neighbours moved few units (cost-cache.ts): in later passes a step costs a fraction of a full product.
  */
 import type { Params, Tensor } from '../tensor.js';
-import { axisFirstMatrix, gatheredDot, sizeOf, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
+import { axisFirstMatrix, jsLayoutKernels, sizeOf, type LayoutKernels } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permNames, permSizes, validateSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
@@ -142,12 +142,18 @@ export function matchingObjective(spec: PermutationSpec, perms: Perms, paramsA: 
 }
 
 /** Σ over all tensors of ⟨A[t], P(B)[t]⟩ in float64, loading one pair of tensors at a time. */
-export function sourceObjective(spec: PermutationSpec, perms: Perms, sourceA: ParamSource, sourceB: ParamSource): number {
+export function sourceObjective(
+  spec: PermutationSpec,
+  perms: Perms,
+  sourceA: ParamSource,
+  sourceB: ParamSource,
+  kernels: LayoutKernels = jsLayoutKernels,
+): number {
   let total = 0;
   for (const name of sourceA.names) {
     if (!sourceB.has(name)) continue;
     const index = (spec.axesToPerm[name] ?? []).map((q) => (q === null ? null : perms[q]));
-    total += sourceA.use(name, (a) => sourceB.use(name, (b) => gatheredDot(a, b, index)));
+    total += sourceA.use(name, (a) => sourceB.use(name, (b) => kernels.gatheredDot(a, b, index)));
   }
   return total;
 }
@@ -167,6 +173,9 @@ interface ProductLimits {
 
 const UNLIMITED: ProductLimits = { operand: Infinity, rows: (n) => n };
 
+/** Models in memory are copied into the solver's memory (with the operands) when that takes at most this. */
+const COPY_IN_BYTES = 64 << 20;
+
 /**
  * Writes the n × n matrix C of one assignment step (see the module comment) into `cost`, in float64. The
  * terms' axis-first views are laid side by side, A's in one n × K matrix and B's in another, so C is a
@@ -185,6 +194,7 @@ async function costMatrix(
   scratch: Scratch,
   cost: Float64Array,
   limits: ProductLimits,
+  kernels: LayoutKernels,
 ): Promise<void> {
   const terms = spec.permToAxes[p];
   const widthOf = (tensor: string) => sizeOf(sourceA.shape(tensor)) / n;
@@ -198,9 +208,9 @@ async function costMatrix(
     const b = scratch.get('b', n * k);
     let col = 0;
     for (const { tensor, axis } of terms.slice(start, end)) {
-      sourceA.use(tensor, (t) => writeAxisFirst(t, axis, a, k, col));
+      sourceA.use(tensor, (t) => kernels.writeAxisFirst(t, axis, a, k, col));
       const index = spec.axesToPerm[tensor].map((q) => (q === null ? null : perms[q]));
-      sourceB.use(tensor, (t) => writeGatheredAxisFirst(t, axis, index, b, k, col));
+      sourceB.use(tensor, (t) => kernels.writeGatheredAxisFirst(t, axis, index, b, k, col));
       col += widthOf(tensor);
     }
     for (let r0 = 0; r0 < n; r0 += rows) {
@@ -276,8 +286,6 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const scratch = new Scratch();
   let widest = 0;
   for (const p of names) widest = Math.max(widest, sizes[p] * operandWidth(spec, p, sizes[p], sourceA));
-  scratch.get('a', Math.min(widest, limits.operand));
-  scratch.get('b', Math.min(widest, limits.operand));
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
   // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
@@ -290,15 +298,64 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const needBuffer = !incremental || unitNorms !== null;
   // Without a second thread, the matrices (kept ones too) live in a solver of our own (lap-wasm.ts), which
   // solves them where they are: no copy per step, and 8·n² bytes less at the peak for a streamed model.
-  const lease = thread ? null : leaseSolver([...(incremental ? names.map((p) => sizes[p]) : []), ...(needBuffer ? [largest] : [])], largest);
+  // Models in memory and small enough are copied in beside them, with the operands: the layouts and dot
+  // products then run there too (the same values; no JavaScript warm-up on the first call in a process).
+  let shared = 0;
+  let longestAxis = 0;
+  const bothResident = sourceA.resident === true && sourceB.resident === true;
+  for (const name of sourceA.names) {
+    if (!bothResident || !sourceB.has(name)) continue;
+    shared += sizeOf(sourceA.shape(name)) + sizeOf(sourceB.shape(name));
+    longestAxis = Math.max(longestAxis, ...sourceA.shape(name), ...sourceB.shape(name));
+  }
+  const operand = Math.min(widest, limits.operand);
+  const copyIn = !thread && !lowMemory && bothResident && (shared + 2 * operand) * 4 <= COPY_IN_BYTES;
+  const lease = thread
+    ? null
+    : leaseSolver({
+        matrices: [...(incremental ? names.map((p) => sizes[p]) : []), ...(needBuffer ? [largest] : [])],
+        largest,
+        floats: copyIn ? shared + 2 * operand : 0,
+        indices: 2 * longestAxis,
+      });
+  let srcA = sourceA;
+  let srcB = sourceB;
+  let kernels = jsLayoutKernels;
+  if (lease?.floats) {
+    const area = lease.floats;
+    let at = 0;
+    const copy = (source: ParamSource, other: ParamSource): ParamSource => {
+      const params: Record<string, Tensor> = {};
+      for (const name of source.names) {
+        if (!other.has(name)) continue;
+        source.use(name, (t) => {
+          const data = area.subarray(at, at + t.data.length);
+          data.set(t.data);
+          params[name] = { shape: t.shape, data };
+          at += t.data.length;
+        });
+      }
+      return paramsSource(params, source.label);
+    };
+    srcA = copy(sourceA, sourceB);
+    srcB = copy(sourceB, sourceA);
+    scratch.preset('a', area.subarray(at, at + operand));
+    scratch.preset('b', area.subarray(at + operand, at + 2 * operand));
+    kernels = lease.kernels;
+  } else {
+    scratch.get('a', operand);
+    scratch.get('b', operand);
+  }
   const allocate = (length: number): Float64Array => {
     if (thread) return thread.allocate(length);
     return lease?.matrix(Math.sqrt(length)) ?? new Float64Array(length);
   };
   const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => (needBuffer ? allocate(largest * largest) : null));
   const bufferFor = (n: number, which: number): Float64Array => costBuffers[which]!.subarray(0, n * n);
-  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, sourceA, sourceB, engine, scratch, into, limits);
-  const cache = incremental ? new CostCache(spec, sourceA, sourceB, engine, (key, size) => scratch.get(key, size), allocate, lease ? (into, delta) => lease.addInto(into, delta) : undefined) : null;
+  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, srcA, srcB, engine, scratch, into, limits, kernels);
+  const cache = incremental
+    ? new CostCache(spec, srcA, srcB, engine, (key, size) => scratch.get(key, size), allocate, lease ? (into, delta) => lease.addInto(into, delta) : undefined, kernels)
+    : null;
   try {
     return await matchSteps();
   } finally {
@@ -308,7 +365,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   }
 
   async function matchSteps(): Promise<WeightMatchingResult> {
-    const objectiveBefore = sourceObjective(spec, perms, sourceA, sourceB);
+    const objectiveBefore = sourceObjective(spec, perms, srcA, srcB, kernels);
     let tracked = objectiveBefore;
     const rng = createRng(options.seed ?? 0);
     const history: PassRecord[] = [];
@@ -414,7 +471,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       tracked += passGain;
       history.push({
         pass,
-        objective: score === 'dot' ? tracked : sourceObjective(spec, perms, sourceA, sourceB),
+        objective: score === 'dot' ? tracked : sourceObjective(spec, perms, srcA, srcB, kernels),
         changed,
         gain: passGain,
         order: Array.from(order, (i) => names[i]),
@@ -430,7 +487,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       iterations,
       converged,
       objectiveBefore,
-      objectiveAfter: sourceObjective(spec, perms, sourceA, sourceB),
+      objectiveAfter: sourceObjective(spec, perms, srcA, srcB, kernels),
       history,
     };
   }
@@ -439,6 +496,10 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
 /** Growable scratch buffers, so matching allocates its working memory once, not once per step. */
 class Scratch {
   private readonly buffers = new Map<string, Float32Array>();
+  /** Uses `buffer` for `key` (until a larger size is asked for). */
+  preset(key: string, buffer: Float32Array): void {
+    this.buffers.set(key, buffer);
+  }
   get(key: string, size: number): Float32Array {
     let buf = this.buffers.get(key);
     if (buf === undefined || buf.length < size) {
