@@ -401,7 +401,7 @@ test('tie-heavy square problems of n ≥ 16 reach scipy’s optimum', { skip: py
 
 test('a leased solver: matrices solved in place, kept apart from other solves, updates added as in JavaScript', () => {
   const rng = createRng(77);
-  const lease = leaseSolver({ matrices: [33, 20], largest: 33 });
+  const lease = leaseSolver({ matrices: [33, 20], largest: 33, updates: true });
   assert.ok(lease !== null);
   const big = lease.matrix(33)!;
   const small = lease.matrix(20)!;

@@ -130,7 +130,8 @@ export interface SolverLease {
   matrix(n: number): Float64Array | null;
   /**
    * into[k] += delta[k] for a matrix from `matrix` (float64 += float32, the same sums as a JavaScript loop),
-   * with delta staged in the solver's memory: a low-rank update of a kept cost matrix.
+   * with delta staged in the solver's memory (leases made with `updates`; else a JavaScript loop): a
+   * low-rank update of a kept cost matrix.
    */
   addInto(into: Float64Array, delta: Float32Array): void;
   /** The float32 area reserved at lease time (`floats` values; null for none), for tensors and operands. */
@@ -154,6 +155,8 @@ export interface LeaseSizes {
   readonly floats?: number;
   /** Int32 index values the kernels may stage at once (twice the longest axis of any tensor). */
   readonly indices?: number;
+  /** Room to stage a float32 update of the largest matrix for addInto (4·largest² bytes); default false. */
+  readonly updates?: boolean;
 }
 
 const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
@@ -167,7 +170,8 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   const indexCount = floatCount > 0 ? sizes.indices ?? 0 : 0;
   // Work arrays, then room to stage a float32 update of the largest matrix, indices, floats, matrices.
   const staging = layout(largest).end;
-  const indexAt = staging + align16(largest * largest * 4);
+  const stagingFloats = sizes.updates === true ? largest * largest : 0;
+  const indexAt = staging + align16(stagingFloats * 4);
   const floatAt = indexAt + align16(indexCount * 4);
   const matrixAt = floatAt + align16(floatCount * 4);
   let total = matrixAt;
@@ -257,7 +261,7 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
     kernels,
     kernelRuns,
     addInto(into: Float64Array, delta: Float32Array): void {
-      if (!live || into.buffer !== buffer || delta.length !== into.length || delta.length > largest * largest) {
+      if (!live || into.buffer !== buffer || delta.length !== into.length || delta.length > stagingFloats) {
         for (let k = 0; k < into.length; k++) into[k] += delta[k];
         return;
       }

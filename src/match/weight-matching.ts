@@ -317,6 +317,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         largest,
         floats: copyIn ? shared + 2 * operand : 0,
         indices: 2 * longestAxis,
+        updates: incremental,
       });
   let srcA = sourceA;
   let srcB = sourceB;
