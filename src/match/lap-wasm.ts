@@ -12,7 +12,8 @@
  * as base64 text, compiled synchronously (it is a few kilobytes).
  */
 import { LAP_WASM_BASE64 } from './lap-wasm-module.js';
-import { jsLayoutKernels, type LayoutKernels, type Tensor } from '../tensor.js';
+import type { LayoutKernels } from '../tensor.js';
+import { wasmLayoutKernels, type LayoutExports } from './layout-wasm.js';
 
 // The few WebAssembly names used here (the project compiles against ES2022 and Node's types only).
 interface WasmMemory {
@@ -31,16 +32,10 @@ type Solve = (
   argmin: number, given: number, queue: number,
 ) => number;
 
-interface Instance {
+interface Instance extends LayoutExports {
   readonly memory: WasmMemory;
   readonly solve: Solve;
   readonly addFloat32: (dst: number, src: number, len: number) => void;
-  readonly layoutTaken: (
-    src: number, d0: number, d1: number, block: number, axis: number,
-    index: number, hasIndex: number, k: number, minus: number, hasMinus: number,
-    dst: number, ld: number, col: number,
-  ) => void;
-  readonly gatheredDot: (a: number, b: number, rows: number, cols: number, vector: number, rowIndex: number, hasRow: number, colIndex: number, hasCol: number) => number;
 }
 
 let compiled: object | null | undefined;
@@ -61,8 +56,8 @@ function instantiate(): Instance | null {
     memory: exports.memory as WasmMemory,
     solve: exports.solve as Solve,
     addFloat32: exports.addFloat32 as Instance['addFloat32'],
-    layoutTaken: exports.layoutTaken as Instance['layoutTaken'],
-    gatheredDot: exports.gatheredDot as Instance['gatheredDot'],
+    layoutTaken: exports.layoutTaken as LayoutExports['layoutTaken'],
+    gatheredDot: exports.gatheredDot as LayoutExports['gatheredDot'],
   };
 }
 
@@ -181,81 +176,12 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   const floats = floatCount > 0 ? new Float32Array(buffer, floatAt, floatCount) : null;
   let next = matrixAt;
   let live = true;
-  const inside = (x: Float32Array) => live && floats !== null && x.buffer === buffer && x.byteOffset >= floatAt && x.byteOffset + x.byteLength <= floatAt + floatCount * 4;
-  /** Stages index arrays (null: none) back to back in the index area; their offsets, or null when they do not fit. */
-  const stage = (...arrays: (Int32Array | null)[]): number[] | null => {
-    let length = 0;
-    for (const x of arrays) length += x?.length ?? 0;
-    if (length > indexCount) return null;
-    let at = indexAt;
-    return arrays.map((x) => {
-      if (x === null) return 0;
-      new Int32Array(buffer, at, x.length).set(x);
-      at += x.length * 4;
-      return at - x.length * 4;
-    });
-  };
-  /** d0 × d1 × block of a tensor of rank ≥ 1 (a vector is d0 × 1 × 1). */
-  const view = (t: Tensor): [number, number, number] => {
-    const [d0, d1 = 1] = t.shape;
-    let block = 1;
-    for (let d = 2; d < t.shape.length; d++) block *= t.shape[d];
-    return [d0, d1, block];
-  };
-  const kernelRuns = { wasm: 0, javascript: 0 };
-  const taken = (
-    t: Tensor, axis: number, index: Int32Array | null, k: number, minus: Int32Array | null, dst: Float32Array, ld: number, col: number,
-  ): boolean => {
-    if (!inside(t.data) || !inside(dst)) return false;
-    const [d0, d1, block] = view(t);
-    const rows = axis === 0 ? d0 : d1;
-    // Every write must land inside dst (the kernels trust their arguments).
-    if (rows > 0 && (rows - 1) * ld + col + k * block > dst.length) return false;
-    const at = stage(index, minus);
-    if (at === null) return false;
-    wasm.layoutTaken(t.data.byteOffset, d0, d1, block, axis, at[0], index ? 1 : 0, k, at[1], minus ? 1 : 0, dst.byteOffset, ld, col);
-    kernelRuns.wasm++;
-    return true;
-  };
-  const kernels: LayoutKernels = {
-    writeAxisFirst(t, axis, dst, ld, col) {
-      const rank = t.shape.length;
-      if (axis <= 1 && axis < rank && taken(t, axis, null, axis === 0 ? (rank === 1 ? 1 : t.shape[1]) : t.shape[0], null, dst, ld, col)) return;
-      kernelRuns.javascript++;
-      jsLayoutKernels.writeAxisFirst(t, axis, dst, ld, col);
-    },
-    writeGatheredAxisFirst(t, axis, index, dst, ld, col) {
-      const rank = t.shape.length;
-      const other = 1 - axis;
-      const q = rank >= 2 ? index[other] ?? null : null;
-      const simple = axis <= 1 && axis < rank && index.every((x, d) => x === null || d === axis || d === other);
-      if (simple && taken(t, axis, q, axis === 0 ? (rank === 1 ? 1 : t.shape[1]) : t.shape[0], null, dst, ld, col)) return;
-      kernelRuns.javascript++;
-      jsLayoutKernels.writeGatheredAxisFirst(t, axis, index, dst, ld, col);
-    },
-    writeTakenAxisFirst(t, axis, other, index, minus, dst, ld, col) {
-      const simple = t.shape.length >= 2 && axis + other === 1 && axis !== other && (minus === null || minus.length === index.length);
-      if (simple && taken(t, axis, index, index.length, minus, dst, ld, col)) return;
-      kernelRuns.javascript++;
-      jsLayoutKernels.writeTakenAxisFirst(t, axis, other, index, minus, dst, ld, col);
-    },
-    gatheredDot(a, b, index) {
-      const rank = b.shape.length;
-      if (rank <= 2 && inside(a.data) && inside(b.data) && a.data.length === b.data.length) {
-        const rows = rank === 1 ? 1 : b.shape[0];
-        const cols = rank === 1 ? b.shape[0] : b.shape[1];
-        const r = rank === 2 ? index[0] ?? null : null;
-        const c = (rank === 1 ? index[0] : index[1]) ?? null;
-        const at = stage(r, c);
-        if (at !== null) {
-          kernelRuns.wasm++;
-          return wasm.gatheredDot(a.data.byteOffset, b.data.byteOffset, rows, cols, rank === 1 ? 1 : 0, at[0], r ? 1 : 0, at[1], c ? 1 : 0);
-        }
-      }
-      kernelRuns.javascript++;
-      return jsLayoutKernels.gatheredDot(a, b, index);
-    },
-  };
+  const { kernels, runs: kernelRuns } = wasmLayoutKernels(wasm, {
+    buffer,
+    floats: { at: floatAt, count: floatCount },
+    indices: { at: indexAt, count: indexCount },
+    live: () => live,
+  });
   return {
     floats,
     kernels,

@@ -14,6 +14,8 @@
  * two operands of the widest step and one cost matrix, both allocated once. With both models in memory,
  * each permutation's cost matrix is kept instead and brought up to date by low-rank updates when its
  * neighbours moved few units (cost-cache.ts): in later passes a step costs a fraction of a full product.
+ * The matrices live in a WebAssembly solver leased for the run (lap-wasm.ts), solved where they are; small
+ * models in memory are copied in beside them, so the layouts run there too (layout-wasm.ts).
  */
 import type { Params, Tensor } from '../tensor.js';
 import { axisFirstMatrix, jsLayoutKernels, sizeOf, type LayoutKernels } from '../tensor.js';
@@ -325,21 +327,8 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   if (lease?.floats) {
     const area = lease.floats;
     let at = 0;
-    const copy = (source: ParamSource, other: ParamSource): ParamSource => {
-      const params: Record<string, Tensor> = {};
-      for (const name of source.names) {
-        if (!other.has(name)) continue;
-        source.use(name, (t) => {
-          const data = area.subarray(at, at + t.data.length);
-          data.set(t.data);
-          params[name] = { shape: t.shape, data };
-          at += t.data.length;
-        });
-      }
-      return paramsSource(params, source.label);
-    };
-    srcA = copy(sourceA, sourceB);
-    srcB = copy(sourceB, sourceA);
+    [srcA, at] = copyInto(area, at, sourceA, sourceB);
+    [srcB, at] = copyInto(area, at, sourceB, sourceA);
     scratch.preset('a', area.subarray(at, at + operand));
     scratch.preset('b', area.subarray(at + operand, at + 2 * operand));
     kernels = lease.kernels;
@@ -492,6 +481,24 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       history,
     };
   }
+}
+
+/**
+ * The tensors of `source` that `other` has too, copied into `area` from `at` on: an in-memory source over
+ * the copies, and where the next free value is.
+ */
+function copyInto(area: Float32Array, at: number, source: ParamSource, other: ParamSource): [ParamSource, number] {
+  const params: Record<string, Tensor> = {};
+  for (const name of source.names) {
+    if (!other.has(name)) continue;
+    source.use(name, (t) => {
+      const data = area.subarray(at, at + t.data.length);
+      data.set(t.data);
+      params[name] = { shape: t.shape, data };
+      at += t.data.length;
+    });
+  }
+  return [paramsSource(params, source.label), at];
 }
 
 /** Growable scratch buffers, so matching allocates its working memory once, not once per step. */
