@@ -192,6 +192,8 @@ function augmentingRowReduction(n: i32, sign: f64, c: usize, u: usize, v: usize,
         }
         sub = f64x2.splat(usub);
       }
+      // The same bookkeeping again for the last columns: written out twice on purpose (sharing it through
+      // module globals, the only way without closures, measured 10% slower on the matching runs' solves).
       for (; j < n; j++) {
         const h = sign * entry(c, n, i, j) - ld(v, j);
         if (h < usub) {

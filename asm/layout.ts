@@ -80,6 +80,8 @@ export function layoutTaken(
       }
     }
   }
+  // (The block copy below repeats the one of axis 0 on purpose: an @inline helper for both measured
+  // 25% slower on 512 × 512 gathers.)
   for (; s < k; s++) {
     const f0 = <usize>(hasIndex != 0 ? i32at(index, s) : s) * stride;
     const g0 = hasMinus != 0 ? <usize>i32at(minus, s) * stride : 0;
