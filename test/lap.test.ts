@@ -428,3 +428,12 @@ test('a leased solver: matrices solved in place, kept apart from other solves, u
   lease.release();
   lease.release();
 });
+
+test('a lease larger than WebAssembly can address is refused (the caller keeps its matrices in JavaScript)', () => {
+  // 3 × 24 000² float64 = 13.8 GB: nothing is allocated, the answer is null at once.
+  assert.equal(leaseSolver({ matrices: [24000, 24000, 24000], largest: 24000 }), null);
+  // And a small lease still works afterwards.
+  const lease = leaseSolver({ matrices: [4], largest: 4 });
+  assert.ok(lease !== null && lease.matrix(4) !== null);
+  lease.release();
+});

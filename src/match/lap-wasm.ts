@@ -84,12 +84,22 @@ function layout(n: number) {
   return { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue, end };
 }
 
-/** Grows the instance's memory to at least `bytes`; returns its (new) buffer. */
-function reserve(wasm: Instance, bytes: number): ArrayBuffer {
+/**
+ * Grows the instance's memory to at least `bytes`; returns its (new) buffer, or null when it cannot: past
+ * WebAssembly's 4 GiB (a matrix over ~23 000 wide, or kept matrices of very wide models) or out of memory.
+ * Callers then keep their numbers in JavaScript and solve there.
+ */
+function reserve(wasm: Instance, bytes: number): ArrayBuffer | null {
   const memory = wasm.memory;
-  if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
+  if (bytes > MAX_BYTES) return null;
+  try {
+    if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
+  } catch {
+    return null;
+  }
   return memory.buffer;
 }
+const MAX_BYTES = 2 ** 32 - 65536;
 
 /**
  * An instance for solves of matrices copied in, kept between calls while its memory stays small (a
@@ -156,7 +166,7 @@ export interface LeaseSizes {
 
 const align16 = (bytes: number) => Math.ceil(bytes / 16) * 16;
 
-/** Leases an instance sized for `sizes`. Null where WebAssembly is not available. */
+/** Leases an instance sized for `sizes`. Null where WebAssembly is not available or cannot hold that much. */
 export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   const wasm = takeSpare();
   if (wasm === null) return null;
@@ -172,6 +182,10 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   let total = matrixAt;
   for (const n of sizes.matrices) total += n * n * 8;
   const buffer = reserve(wasm, total);
+  if (buffer === null) {
+    giveBack(wasm, true);
+    return null;
+  }
   leased.set(buffer, { wasm, workN: largest });
   const floats = floatCount > 0 ? new Float32Array(buffer, floatAt, floatCount) : null;
   let next = matrixAt;
@@ -219,8 +233,9 @@ export interface SquareSolution {
 /**
  * Solves the square minimisation problem sign · cost (n × n), cold or warm-started from column potentials
  * and a matching (−1 for an unmatched row; it must use no column twice). Returns the solution, 'reject'
- * for a NaN or −Infinity entry in sign · cost, or null where WebAssembly is not available or the matrix
- * holds +Infinity (forbidden pairs): the caller then solves in JavaScript.
+ * for a NaN or −Infinity entry in sign · cost, or null where WebAssembly is not available, the problem does
+ * not fit in its memory, or the matrix holds +Infinity (forbidden pairs): the caller then solves in
+ * JavaScript.
  */
 export function solveSquareWasm(
   cost: Float64Array | Float32Array,
@@ -237,6 +252,7 @@ export function solveSquareWasm(
   try {
     const c = layout(n).end;
     const buffer = reserve(wasm, c + n * n * 8);
+    if (buffer === null) return null;
     new Float64Array(buffer, c, n * n).set(cost);
     return solveIn(wasm, c, n, sign, warm);
   } finally {
