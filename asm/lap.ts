@@ -11,7 +11,8 @@
 // are f64[n]; col4row, row4col, pred, settledCols, scannedRows, argmin, given are i32[n]; queue is i32[6n].
 // Warm starts pass their column potentials in v and their matching (−1 for none) in `given`.
 // Returns 0 when solved, 2 for a NaN or −Infinity entry (the caller names it), 3 for a +Infinity entry
-// (forbidden pairs are left to the JavaScript solver).
+// (forbidden pairs are left to the JavaScript solver), 4 where a reduced cost overflowed to infinity
+// (entries near ±1e308): the JavaScript solver, reaching the same state, reports the problem infeasible.
 
 @inline function ld(p: usize, i: i32): f64 {
   return load<f64>(p + (<usize>i << 3));
@@ -126,6 +127,8 @@ export function solve(
           at = j;
         }
       }
+      // Every reduced cost of the row overflowed (the JavaScript solver throws 'infeasible' here).
+      if (m == Infinity) return 4;
       st(u, i, m);
       si(argmin, i, at);
     }
@@ -146,8 +149,7 @@ export function solve(
     }
   }
   augmentingRowReduction(n, sign, c, u, v, col4row, row4col, queue);
-  augmentAllFreeRows(n, sign, c, u, v, col4row, row4col, dist, pred, settledCols, settledDist, scannedRows);
-  return 0;
+  return augmentAllFreeRows(n, sign, c, u, v, col4row, row4col, dist, pred, settledCols, settledDist, scannedRows);
 }
 
 function augmentingRowReduction(n: i32, sign: f64, c: usize, u: usize, v: usize, rowToCol: usize, colToRow: usize, queue: usize): void {
@@ -242,7 +244,7 @@ function augmentingRowReduction(n: i32, sign: f64, c: usize, u: usize, v: usize,
 function augmentAllFreeRows(
   n: i32, sign: f64, c: usize, u: usize, v: usize, col4row: usize, row4col: usize,
   dist: usize, pred: usize, settledCols: usize, settledDist: usize, scannedRows: usize,
-): void {
+): i32 {
   for (let start = 0; start < n; start++) {
     if (li(col4row, start) >= 0) continue;
     for (let j = 0; j < n; j++) st(dist, j, Infinity);
@@ -299,9 +301,11 @@ function augmentAllFreeRows(
           if (ld(dist, t) == lowest && (best < 0 || li(row4col, t) < 0)) best = t;
         }
       }
+      // No column within reach: only where reduced costs overflowed (entries are finite here). The
+      // JavaScript solver throws 'infeasible' at this point; the caller hands the problem to it.
+      if (best < 0 || lowest == Infinity) return 4;
       // Its own value (of the same magnitude; the scalar loop keeps the taken column's, sign of zero included).
       lowest = ld(dist, best);
-      // All entries are finite here, so a free column is always reached.
       minVal = lowest;
       st(dist, best, NaN);
       si(settledCols, numSettled, best);
@@ -328,6 +332,7 @@ function augmentAllFreeRows(
       j = prev;
     }
   }
+  return 0;
 }
 
 // dst[k] += src[k] for k < len: float64 += float32 (a low-rank update added into a kept cost matrix, in

@@ -1,6 +1,6 @@
 // Layout kernels of src/tensor.ts for float32 tensors in this module's memory (weight matching of models
-// small enough to copy in, lap-wasm.ts): the same values, bit for bit, without the warm-up JavaScript
-// pays on the first calls of a process. A tensor is seen as d0 × d1 × block (its two leading axes, then
+// small enough to copy in, lap-wasm.ts): the same values, bit for bit (NaN payloads of differences aside),
+// without the warm-up JavaScript pays on the first calls of a process. A tensor is seen as d0 × d1 × block (its two leading axes, then
 // the rest); `axis` (0 or 1) is the axis laid first, the other leading axis is the one selected.
 
 @inline function f32at(p: usize, i: i32): f32 {

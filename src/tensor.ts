@@ -173,12 +173,15 @@ function takeColumnBlocks(
   col: number,
 ): void {
   const k = index.length;
+  // Plain copies move bit patterns (see the note on the layout kernels below); differences are float32.
+  const sb = bitsOf(src);
+  const db = bitsOf(dst);
   for (let r = 0; r < rows; r++) {
     const from = r * cols * block;
     let to = r * ld + col;
     if (block === 1) {
       if (minus) for (let s = 0; s < k; s++) dst[to + s] = src[from + index[s]] - src[from + minus[s]];
-      else for (let s = 0; s < k; s++) dst[to + s] = src[from + index[s]];
+      else for (let s = 0; s < k; s++) db[to + s] = sb[from + index[s]];
       continue;
     }
     for (let s = 0; s < k; s++, to += block) {
@@ -187,7 +190,7 @@ function takeColumnBlocks(
         const g = from + minus[s] * block;
         for (let e = 0; e < block; e++) dst[to + e] = src[f + e] - src[g + e];
       } else {
-        for (let e = 0; e < block; e++) dst[to + e] = src[f + e];
+        for (let e = 0; e < block; e++) db[to + e] = sb[f + e];
       }
     }
   }
@@ -211,6 +214,8 @@ function takeRowBlocksTransposed(
   const k = index.length;
   const stride = cols * block;
   const full = k - (k % 4);
+  const sb = bitsOf(src);
+  const db = bitsOf(dst);
   let s = 0;
   if (block === 1) {
     for (; s < full; s += 4) {
@@ -232,10 +237,10 @@ function takeRowBlocksTransposed(
         }
       } else {
         for (let c = 0; c < cols; c++, to += ld) {
-          dst[to] = src[f0 + c];
-          dst[to + 1] = src[f1 + c];
-          dst[to + 2] = src[f2 + c];
-          dst[to + 3] = src[f3 + c];
+          db[to] = sb[f0 + c];
+          db[to + 1] = sb[f1 + c];
+          db[to + 2] = sb[f2 + c];
+          db[to + 3] = sb[f3 + c];
         }
       }
     }
@@ -250,7 +255,7 @@ function takeRowBlocksTransposed(
         const g = g0 + c * block;
         for (let e = 0; e < block; e++) dst[to + e] = src[f + e] - src[g + e];
       } else {
-        for (let e = 0; e < block; e++) dst[to + e] = src[f + e];
+        for (let e = 0; e < block; e++) db[to + e] = sb[f + e];
       }
     }
   }

@@ -437,3 +437,40 @@ test('a lease larger than WebAssembly can address is refused (the caller keeps i
   assert.ok(lease !== null && lease.matrix(4) !== null);
   lease.release();
 });
+
+test('entries near ±1e308 whose reduced costs overflow: the WebAssembly route ends as the JavaScript one does', () => {
+  const isInput = (re: RegExp) => (e: unknown) => e instanceof InputError && re.test(e.message);
+  // A 17 × 17 matrix found by fuzzing, which made the WebAssembly solver loop for ever (a = −9e307,
+  // b = 9e307): JavaScript reports it infeasible, and so must the default route now.
+  const code = 'ababbbbbbbbbbaabbbabbbbbabbbbbbababbabbbbbbbbbbbbabbbbbbbbbbbbbbbbbbbbbbbbbbbabbbbabbbbbbabbbbbbbabbbabbbababbbbaababbbbbabababbabbb1bbbabbbbbb0abbbbabbbbbbbbbbbabbabbabbabbbaabbbbabbbbbbbbbbbbbbbabbbbbbbbbababbbbbbab2bbbbbbabbabaabbabbbabababbbaabbabbbbbbbbbbbabaabbabbbbbabbaabbbbbbbbbab';
+  const value: Record<string, number> = { a: -9e307, b: 9e307, '0': 0, '1': 1, '2': 2 };
+  const c = Float64Array.from(code, (ch) => value[ch]);
+  assert.throws(() => solveAssignment(c, 17, 17, { implementation: 'js' }), isInput(/infeasible/));
+  assert.throws(() => solveAssignment(c, 17, 17), isInput(/infeasible/));
+  // And a seeded sweep of such matrices: the same outcome on both routes, error or answer bit for bit.
+  const rng = createRng(3);
+  for (let trial = 0; trial < 400; trial++) {
+    const n = 16 + rng.int(4);
+    const big = [1.7e308, 1e308, 9e307][rng.int(3)];
+    const pBig = rng.next();
+    const pNeg = rng.next() * (1 - pBig);
+    const m = Float64Array.from({ length: n * n }, () => {
+      const u = rng.next();
+      return u < pBig ? big : u < pBig + pNeg ? -big : rng.int(3);
+    });
+    const run = (implementation?: 'js') => {
+      try {
+        return solveAssignment(m, n, n, { implementation });
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    const js = run('js');
+    const wasm = run();
+    if (typeof js === 'string' || typeof wasm === 'string') assert.equal(wasm, js, `trial ${trial}`);
+    else {
+      assert.deepEqual(wasm.rowToCol, js.rowToCol, `trial ${trial}`);
+      assert.deepEqual(wasm.colPotential, js.colPotential, `trial ${trial}`);
+    }
+  }
+});

@@ -163,3 +163,49 @@ test('weight matching with the models copied into the solver equals matching wit
     await thread.close();
   }
 });
+
+test('scalars and NaN bit patterns: the WebAssembly kernels still give what the JavaScript ones give', () => {
+  const rng = createRng(909);
+  withLease((lease) => {
+    // A rank-0 tensor (a scalar parameter such as a logit scale): its product, not 0.
+    const a = { shape: [], data: lease.floats!.subarray(0, 1) };
+    const b = { shape: [], data: lease.floats!.subarray(1, 2) };
+    a.data[0] = 3;
+    b.data[0] = 5;
+    assert.equal(lease.kernels.gatheredDot(a, b, []), jsLayoutKernels.gatheredDot(a, b, []));
+    assert.equal(lease.kernels.gatheredDot(a, b, []), 15);
+    // Plain copies move bits: signalling NaNs with payloads, −0, subnormals survive either way.
+    for (let trial = 0; trial < 100; trial++) {
+      const shape = [2 + rng.int(20), 2 + rng.int(20)];
+      const size = shape[0] * shape[1];
+      const t = { shape, data: lease.floats!.subarray(0, size) };
+      const bits = new Int32Array(t.data.buffer, t.data.byteOffset, size);
+      for (let i = 0; i < size; i++) bits[i] = (rng.next() * 4294967296) | 0;
+      for (let i = 0; i < size; i += 7) bits[i] = 0x7f800001 + rng.int(1000);
+      const axis = rng.int(2);
+      const other = 1 - axis;
+      const pick = Int32Array.from({ length: 1 + rng.int(shape[other]) }, () => rng.int(shape[other]));
+      compareWrites(lease, `copy ${shape} axis ${axis}`, shape[axis], (size / shape[other]) * pick.length, (k, dst, ld, col) => k.writeTakenAxisFirst(t, axis, other, pick, null, dst, ld, col), rng);
+    }
+  });
+});
+
+test('a matching that fails while copying its models in still releases its solver', async () => {
+  const { liveLeases } = await import('../src/match/lap-wasm.js');
+  const { paramsSource } = await import('../src/match/param-source.js');
+  const { weightMatchingFrom } = await import('../src/match/weight-matching.js');
+  const spec = mlpSpec(3);
+  const a = randomMlp([8, 16, 16, 16, 3], 'torch', 1);
+  const b = randomMlp([8, 16, 16, 16, 3], 'torch', 2);
+  const failing = { ...paramsSource(b, 'model B'), use: () => { throw new Error('disk gone'); } };
+  const before = liveLeases();
+  for (let k = 0; k < 3; k++) {
+    await assert.rejects(weightMatchingFrom({ spec, sourceA: paramsSource(a, 'model A'), sourceB: failing, seed: 0 }), /disk gone/);
+  }
+  assert.equal(liveLeases(), before);
+  // A model with a scalar parameter: the objective counts it as the JavaScript kernels do.
+  const withScale = (p: typeof a, x: number) => ({ ...p, scale: { shape: [], data: Float32Array.of(x) } });
+  const r = await weightMatching({ spec, paramsA: withScale(a, 3), paramsB: withScale(b, 5), seed: 0 });
+  const { matchingObjective } = await import('../src/match/weight-matching.js');
+  assert.ok(Math.abs(r.objectiveAfter - matchingObjective(spec, r.perms, withScale(a, 3), withScale(b, 5))) < 1e-9);
+});

@@ -121,6 +121,11 @@ function giveBack(wasm: Instance, keep: boolean): void {
 /** Leased instances by the memory their matrices live in: a solve of such a matrix runs there, in place. */
 const leased = new Map<ArrayBuffer, { wasm: Instance; workN: number }>();
 
+/** How many leases are live (not yet released): for tests and diagnostics. */
+export function liveLeases(): number {
+  return leased.size;
+}
+
 /**
  * A solver instance of one's own: float64 matrices in its memory, which a solve reads in place (no copy
  * in: 8·n² bytes and a pass less per solve). Its memory is sized once, when leased, for every matrix asked
@@ -278,7 +283,8 @@ function solveIn(
   }
   const code = wasm.solve(n, sign, warm === undefined ? 0 : 1, c, u, v, col4row, row4col, dist, pred, settledCols, settledDist, scannedRows, argmin, given, queue);
   if (code === 2) return 'reject';
-  if (code === 3) return null;
+  // 3: forbidden pairs; 4: reduced costs overflowed. The JavaScript solver handles both (and reports the latter).
+  if (code !== 0) return null;
   return {
     rowToCol: new Int32Array(buffer.slice(col4row, col4row + i32)),
     colToRow: new Int32Array(buffer.slice(row4col, row4col + i32)),

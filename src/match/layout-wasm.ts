@@ -90,7 +90,7 @@ export function wasmLayoutKernels(wasm: LayoutExports, area: KernelArea): { kern
     },
     gatheredDot(a, b, index) {
       const rank = b.shape.length;
-      if (rank <= 2 && inside(a.data) && inside(b.data) && a.data.length === b.data.length) {
+      if (rank >= 1 && rank <= 2 && inside(a.data) && inside(b.data) && a.data.length === b.data.length) {
         const rows = rank === 1 ? 1 : b.shape[0];
         const cols = rank === 1 ? b.shape[0] : b.shape[1];
         const r = rank === 2 ? index[0] ?? null : null;

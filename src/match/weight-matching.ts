@@ -30,7 +30,7 @@ import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
 import { paramsSource, shapeStubs, type ParamSource } from './param-source.js';
-import { CostCache } from './cost-cache.js';
+import { CostCache, type FreshCost } from './cost-cache.js';
 
 /**
  * 'dot': the paper's objective Σ⟨A, P(B)⟩ over every tied axis.
@@ -290,8 +290,6 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   for (const p of names) widest = Math.max(widest, sizes[p] * operandWidth(spec, p, sizes[p], sourceA));
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
-  // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
-  // a cost cache only the cosine-scaled copy of a kept one.
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
   const thread = options.assignmentThread;
   // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
@@ -324,29 +322,34 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   let srcA = sourceA;
   let srcB = sourceB;
   let kernels = jsLayoutKernels;
-  if (lease?.floats) {
-    const area = lease.floats;
-    let at = 0;
-    [srcA, at] = copyInto(area, at, sourceA, sourceB);
-    [srcB, at] = copyInto(area, at, sourceB, sourceA);
-    scratch.preset('a', area.subarray(at, at + operand));
-    scratch.preset('b', area.subarray(at + operand, at + 2 * operand));
-    kernels = lease.kernels;
-  } else {
-    scratch.get('a', operand);
-    scratch.get('b', operand);
-  }
-  const allocate = (length: number): Float64Array => {
-    if (thread) return thread.allocate(length);
-    return lease?.matrix(Math.sqrt(length)) ?? new Float64Array(length);
-  };
-  const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => (needBuffer ? allocate(largest * largest) : null));
-  const bufferFor = (n: number, which: number): Float64Array => costBuffers[which]!.subarray(0, n * n);
-  const fresh = (p: string, into: Float64Array) => costMatrix(spec, p, sizes[p], perms, srcA, srcB, engine, scratch, into, limits, kernels);
-  const cache = incremental
-    ? new CostCache(spec, srcA, srcB, engine, (key, size) => scratch.get(key, size), allocate, lease ? (into, delta) => lease.addInto(into, delta) : undefined, kernels)
-    : null;
+  let bufferFor!: (n: number, which: number) => Float64Array;
+  let fresh!: FreshCost;
+  let cache: CostCache | null = null;
+  // From here on the lease is released whatever happens (its memory would stay for the process otherwise).
   try {
+    if (lease?.floats) {
+      const area = lease.floats;
+      let at = 0;
+      [srcA, at] = copyInto(area, at, sourceA, sourceB);
+      [srcB, at] = copyInto(area, at, sourceB, sourceA);
+      scratch.preset('a', area.subarray(at, at + operand));
+      scratch.preset('b', area.subarray(at + operand, at + 2 * operand));
+      kernels = lease.kernels;
+    } else {
+      scratch.get('a', operand);
+      scratch.get('b', operand);
+    }
+    const allocate = (length: number): Float64Array => {
+      if (thread) return thread.allocate(length);
+      return lease?.matrix(Math.sqrt(length)) ?? new Float64Array(length);
+    };
+    const costBuffers = Array.from({ length: thread ? 2 : 1 }, () => (needBuffer ? allocate(largest * largest) : null));
+    bufferFor = (n, which) => costBuffers[which]!.subarray(0, n * n);
+    fresh = (p, into) => costMatrix(spec, p, sizes[p], perms, srcA, srcB, engine, scratch, into, limits, kernels);
+    if (incremental) {
+      const add = lease ? (into: Float64Array, delta: Float32Array) => lease.addInto(into, delta) : undefined;
+      cache = new CostCache(spec, srcA, srcB, engine, (key, size) => scratch.get(key, size), allocate, add, kernels);
+    }
     return await matchSteps();
   } finally {
     // Streamed models are matched to keep the peak low: the solver's memory (8·n² bytes for the largest
