@@ -8,8 +8,10 @@
  * Each instance has its own memory, never shared by two callers at once: a solve of a matrix from outside
  * borrows the spare instance for the length of the (synchronous) call and copies the matrix in; a caller
  * that builds its matrices in the solver's memory (weight matching: no copy per solve, 8·n² bytes less at
- * the peak) leases an instance for as long as it needs them (leaseSolver). Browser-safe: the module ships
- * as base64 text, compiled synchronously (it is a few kilobytes).
+ * the peak) leases an instance for as long as it needs them (leaseSolver); the same module also carries
+ * weight matching's layout kernels (asm/layout.ts, used through layout-wasm.ts) and the float64 += float32
+ * update of a kept matrix. Browser-safe: the module ships as base64 text, compiled synchronously (about
+ * 5 KB).
  */
 import { LAP_WASM_BASE64 } from './lap-wasm-module.js';
 import type { LayoutKernels } from '../tensor.js';
