@@ -28,7 +28,7 @@
  *   node dist/bench/wm.js [--quick] [--threads N]        all cases (the quick set with --quick)
  *   node dist/bench/wm.js --child CASE_JSON DIR          one run of ours (used by the parent; prints JSON)
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +49,7 @@ import type { MatmulEngine } from '../src/engine/matmul.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { writeProblem } from './reference/problem.js';
-import { recovered, type Outcome } from './child.js';
+import { recovered, spawnJson, type Outcome } from './child.js';
 
 export { writeProblem };
 
@@ -345,32 +345,13 @@ export function referenceEnv(threads?: number): NodeJS.ProcessEnv {
 function runReference(dir: string, sameOrder: boolean, timeoutS: number, threads: number): Outcome<RefRun> {
   const args = ['-c', REF_WRAPPER, REFERENCE, dir];
   if (sameOrder) args.push(join(dir, 'orders.json'));
-  const r = spawnSync('python3', args, {
-    encoding: 'utf8',
-    env: referenceEnv(threads),
-    timeout: timeoutS * 1000,
-    maxBuffer: 256 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { ok: false, reason: `timed out after ${timeoutS} s` };
-  if (r.error) return { ok: false, reason: r.error.message };
-  if (r.status !== 0) return { ok: false, reason: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200) };
-  return { ok: true, value: JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as RefRun };
+  return spawnJson<RefRun>('python3', args, timeoutS, referenceEnv(threads));
 }
 
 function runOurs(c: WmCase, dir: string, first: boolean): Outcome<OursRun> {
   const args = ['--expose-gc', SELF, '--child', JSON.stringify(c), dir, '--warm'];
   if (first) args.push('--write-problem');
-  const r = spawnSync(process.execPath, args, {
-    encoding: 'utf8',
-    timeout: c.timeoutS * 1000,
-    maxBuffer: 256 * 1024 * 1024,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') return { ok: false, reason: `timed out after ${c.timeoutS} s` };
-  if (r.error) return { ok: false, reason: r.error.message };
-  if (r.status !== 0) return { ok: false, reason: (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200) };
-  return { ok: true, value: JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as OursRun };
+  return spawnJson<OursRun>(process.execPath, args, c.timeoutS);
 }
 
 /**
