@@ -49,7 +49,7 @@ import type { MatmulEngine } from '../src/engine/matmul.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { writeProblem } from './reference/problem.js';
-import { recovered, spawnJson, type Outcome } from './child.js';
+import { fastest, recovered, spawnJson, type Outcome } from './child.js';
 
 export { writeProblem };
 
@@ -355,22 +355,19 @@ function runOurs(c: WmCase, dir: string, first: boolean): Outcome<OursRun> {
 }
 
 /**
- * The fastest successful run, with the lowest warm time and the highest peak RSS seen over all runs
- * (results other than time are the same in every run: same inputs, same seed); else the first failure.
+ * child.ts's fastest run (highest peak RSS over all runs), with the lowest warm time and CPU time seen
+ * (results other than time are the same in every run: same inputs, same seed); else the first failure,
+ * or null when nothing ran.
  */
 function best<T extends { seconds: number; cpuSeconds: number; maxRssMiB: number; warmSeconds?: number | null }>(runs: readonly Outcome<T>[]): Outcome<T> | null {
+  if (runs.length === 0) return null;
+  const top = fastest(runs);
+  if (!top.ok) return top;
   const ok = runs.filter((r): r is { ok: true; value: T } => r.ok).map((r) => r.value);
-  if (ok.length === 0) return runs[0] ?? null;
-  const fastest = ok.reduce((x, y) => (y.seconds < x.seconds ? y : x));
   const warm = ok.map((r) => r.warmSeconds).filter((w): w is number => typeof w === 'number');
   return {
     ok: true,
-    value: {
-      ...fastest,
-      maxRssMiB: Math.max(...ok.map((r) => r.maxRssMiB)),
-      cpuSeconds: Math.min(...ok.map((r) => r.cpuSeconds)),
-      ...(warm.length > 0 ? { warmSeconds: Math.min(...warm) } : {}),
-    },
+    value: { ...top.value, cpuSeconds: Math.min(...ok.map((r) => r.cpuSeconds)), ...(warm.length > 0 ? { warmSeconds: Math.min(...warm) } : {}) },
   };
 }
 
