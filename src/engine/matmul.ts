@@ -14,8 +14,24 @@ export interface MatmulEngine {
    * the output in JS). Engines without it leave it out; callers then add the row themselves.
    */
   abtAddRow?(a: Float32Array, m: number, b: Float32Array, n: number, k: number, row: Float32Array): Promise<Float32Array>;
+  /**
+   * The outputs (batch × last layer's width) of dense layers applied in turn to x (batch × first layer's
+   * inputs), with ReLU between them and none after the last: an MLP's forward pass, where the engine runs
+   * the whole chain in one call (ONNX Runtime: one graph, so the activations stay in the runtime instead of
+   * crossing into JS once per layer, and ReLU runs there too). Engines without it leave it out; callers
+   * then go layer by layer.
+   */
+  denseChain?(layers: readonly DenseLayer[], x: Float32Array, batch: number): Promise<Float32Array>;
   /** Release native resources, if any. */
   dispose?(): Promise<void>;
+}
+
+/** One dense layer: y = x·Wᵀ + bias, W row-major `outputs` × `inputs` (PyTorch's Linear layout). */
+export interface DenseLayer {
+  readonly weight: Float32Array;
+  readonly outputs: number;
+  readonly inputs: number;
+  readonly bias: Float32Array | null;
 }
 
 /** Pure TypeScript A·Bᵀ: row-by-row dot products (both operands read contiguously), 4 columns at a time. */

@@ -2,7 +2,7 @@
 import type { Params } from '../tensor.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner, UnitActivations } from '../measure/runner.js';
-import { mlpForward, mlpWidths, crossEntropy, type MlpArch } from './mlp.js';
+import { mlpForward, mlpLogits, mlpWidths, crossEntropy, type MlpArch } from './mlp.js';
 
 export function mlpRunner(
   arch: MlpArch,
@@ -23,7 +23,7 @@ export function mlpRunner(
       for (let start = 0; start < data.count; start += batchSize) {
         const n = Math.min(batchSize, data.count - start);
         const x = data.inputs.subarray(start * inW, (start + n) * inW);
-        const { logits } = await mlpForward(arch, params, x, n, engine);
+        const logits = await mlpLogits(arch, params, x, n, engine);
         const ce = crossEntropy(logits, data.labels.subarray(start, start + n), n, classes);
         loss += ce.loss * n;
         correct += ce.correct;
@@ -31,7 +31,7 @@ export function mlpRunner(
       return { loss: loss / data.count, accuracy: correct / data.count };
     },
     async outputs(params, probe) {
-      return (await mlpForward(arch, params, probe.inputs, probe.count, engine)).logits;
+      return mlpLogits(arch, params, probe.inputs, probe.count, engine);
     },
     async activations(params: Params, probe) {
       const names = options.hiddenPerms;

@@ -91,6 +91,26 @@ export async function mlpForward(
 }
 
 /**
+ * The logits alone (batch × out): in one call where the engine runs whole chains of dense layers (ONNX
+ * Runtime: about a third less time per barrier sweep than layer by layer, the activations never copied out),
+ * else as mlpForward does. Evaluation needs nothing more.
+ */
+export async function mlpLogits(arch: MlpArch, params: Params, inputs: Float32Array, batch: number, engine: MatmulEngine): Promise<Float32Array> {
+  if (!engine.denseChain) return (await mlpForward(arch, params, inputs, batch, engine)).logits;
+  const widths = mlpWidths(arch, params);
+  if (inputs.length !== batch * widths[0]) {
+    throw new InputError(`MLP input: expected ${batch} × ${widths[0]} values, got ${inputs.length}`);
+  }
+  const layers = arch.layers.map((layer, l) => ({
+    weight: params[layer.weight].data,
+    outputs: widths[l + 1],
+    inputs: widths[l],
+    bias: layer.bias === null ? null : params[layer.bias].data,
+  }));
+  return engine.denseChain(layers, inputs, batch);
+}
+
+/**
  * max(x, 0) in place, on the bits: a negative float has its sign bit set, and `v & ~(v >> 31)` clears such
  * a value to +0 without a branch (about 5× the compare-and-store loop here, where half the values are
  * negative and the branch is unpredictable). −0 becomes +0; NaN never reaches here (weights are checked).
