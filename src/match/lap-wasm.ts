@@ -46,7 +46,7 @@ let compiled: object | null | undefined;
 function instantiate(): Instance | null {
   if (compiled === undefined) {
     try {
-      compiled = new WebAssembly.Module(Uint8Array.from(atob(LAP_WASM_BASE64), (ch) => ch.charCodeAt(0)));
+      compiled = new WebAssembly.Module(decodeBase64(LAP_WASM_BASE64));
     } catch {
       // No WebAssembly here (or no SIMD, or it is switched off): lap.ts solves in JavaScript.
       compiled = null;
@@ -61,6 +61,17 @@ function instantiate(): Instance | null {
     layoutTaken: exports.layoutTaken as LayoutExports['layoutTaken'],
     gatheredDot: exports.gatheredDot as LayoutExports['gatheredDot'],
   };
+}
+
+/**
+ * The bytes of base64 text (atob, then a plain loop: Uint8Array.from with a callback per character took
+ * 1–2 ms of a fresh process's first matching, this 0.2 ms).
+ */
+function decodeBase64(text: string): Uint8Array {
+  const chars = atob(text);
+  const bytes = new Uint8Array(chars.length);
+  for (let i = 0; i < chars.length; i++) bytes[i] = chars.charCodeAt(i);
+  return bytes;
 }
 
 /**
