@@ -111,10 +111,10 @@ export async function createOrtMatmulWith(ort: OrtModule, options: OrtMatmulOpti
   let withRow: Promise<Session> | null = null;
   // Dense chains by their shape (widths and which layers have a bias): one per architecture evaluated.
   const chains = new Map<string, Promise<Session>>();
-  const operands = (a: Float32Array, m: number, b: Float32Array, n: number, k: number) => ({
-    A: new ort.Tensor('float32', a.length === m * k ? a : a.subarray(0, m * k), [m, k]),
-    B: new ort.Tensor('float32', b.length === n * k ? b : b.subarray(0, n * k), [n, k]),
-  });
+  // The first rows × cols values of x as a tensor (callers may pass longer arrays).
+  const leading = (x: Float32Array, rows: number, cols: number) =>
+    new ort.Tensor('float32', x.length === rows * cols ? x : x.subarray(0, rows * cols), [rows, cols]);
+  const operands = (a: Float32Array, m: number, b: Float32Array, n: number, k: number) => ({ A: leading(a, m, k), B: leading(b, n, k) });
   return {
     name: 'onnxruntime',
     async abt(a, m, b, n, k) {
@@ -152,9 +152,7 @@ export async function createOrtMatmulWith(ort: OrtModule, options: OrtMatmulOpti
         chain = ort.InferenceSession.create(denseChainModel(widths, biases), sessionOptions);
         chains.set(key, chain);
       }
-      const feeds: Record<string, OrtCommon.Tensor> = {
-        X: new ort.Tensor('float32', x.length === batch * widths[0] ? x : x.subarray(0, batch * widths[0]), [batch, widths[0]]),
-      };
+      const feeds: Record<string, OrtCommon.Tensor> = { X: leading(x, batch, widths[0]) };
       layers.forEach((l, i) => {
         feeds[`W${i}`] = new ort.Tensor('float32', l.weight, [l.outputs, l.inputs]);
         if (l.bias !== null) feeds[`b${i}`] = new ort.Tensor('float32', l.bias, [l.outputs]);

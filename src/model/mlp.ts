@@ -44,6 +44,12 @@ export function mlpWidths(arch: MlpArch, params: Params): number[] {
   return widths;
 }
 
+function checkInputs(widths: readonly number[], inputs: Float32Array, batch: number): void {
+  if (inputs.length !== batch * widths[0]) {
+    throw new InputError(`MLP input: expected ${batch} × ${widths[0]} values, got ${inputs.length}`);
+  }
+}
+
 export interface MlpForward {
   /** Output logits, batch × out. */
   logits: Float32Array;
@@ -61,9 +67,7 @@ export async function mlpForward(
   engine: MatmulEngine,
 ): Promise<MlpForward> {
   const widths = mlpWidths(arch, params);
-  if (inputs.length !== batch * widths[0]) {
-    throw new InputError(`MLP input: expected ${batch} × ${widths[0]} values, got ${inputs.length}`);
-  }
+  checkInputs(widths, inputs, batch);
   let h = inputs;
   const hidden: Float32Array[] = [];
   const layerInputs: Float32Array[] = [];
@@ -98,9 +102,7 @@ export async function mlpForward(
 export async function mlpLogits(arch: MlpArch, params: Params, inputs: Float32Array, batch: number, engine: MatmulEngine): Promise<Float32Array> {
   if (!engine.denseChain) return (await mlpForward(arch, params, inputs, batch, engine)).logits;
   const widths = mlpWidths(arch, params);
-  if (inputs.length !== batch * widths[0]) {
-    throw new InputError(`MLP input: expected ${batch} × ${widths[0]} values, got ${inputs.length}`);
-  }
+  checkInputs(widths, inputs, batch);
   const layers = arch.layers.map((layer, l) => ({
     weight: params[layer.weight].data,
     outputs: widths[l + 1],
