@@ -131,11 +131,11 @@ export interface LapInMatchingRow {
 }
 
 /**
- * The assignments of a real weight-matching run (784-w-w-w-10 random pair, ONNX Runtime products): each
- * step's cost matrix is captured, then solved again by ours warm-started from the same permutation's
- * previous solve (as matching does), by ours cold, and by scipy, and the times summed over the steps.
+ * Each assignment step's cost matrix of a real weight-matching run (784-w-w-w-10 random pair, ONNX Runtime
+ * products, one product per step: no kept matrices), with the permutation each step solved for; at most
+ * `maxSteps` of them.
  */
-export async function runLapInMatchingBench(width: number, maxSteps: number): Promise<LapInMatchingRow> {
+export async function captureMatchingRun(width: number, maxSteps: number): Promise<{ matrices: Float64Array[]; perms: string[] }> {
   const [{ weightMatching }, { mlpSpec }, { createOrtMatmul }, { heMlp }] = await Promise.all([
     import('../src/match/weight-matching.js'),
     import('../src/spec/mlp.js'),
@@ -168,6 +168,16 @@ export async function runLapInMatchingBench(width: number, maxSteps: number): Pr
     },
   });
   await engine.dispose?.();
+  return { matrices, perms };
+}
+
+/**
+ * The assignments of a real weight-matching run (captureMatchingRun): each step's cost matrix solved again by
+ * ours warm-started from the same permutation's previous solve (as matching does), by ours cold, and by scipy,
+ * and the times summed over the steps.
+ */
+export async function runLapInMatchingBench(width: number, maxSteps: number): Promise<LapInMatchingRow> {
+  const { matrices, perms } = await captureMatchingRun(width, maxSteps);
   const n = width;
   const warm = new Map<string, { colPotential: Float64Array; rowPotential: Float64Array; rowToCol: Int32Array }>();
   let warmSeconds = 0;
