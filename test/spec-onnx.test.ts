@@ -9,115 +9,22 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { specFromOnnx, type OnnxSpec } from '../src/spec/onnx-graph.js';
+import { specFromOnnx } from '../src/spec/onnx-graph.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
-import { type OnnxModel, onnxModelFromObject, serializeOnnx, withInitializers } from '../src/io/onnx.js';
+import type { OnnxModel } from '../src/io/onnx.js';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
 import { toParams } from '../src/io/safetensors.js';
 import { loadIdxPair } from '../src/data/load.js';
 import { inferMlpSpec } from '../src/spec/auto.js';
 import { mlpSpec } from '../src/spec/mlp.js';
 import { resnetSpec } from '../src/spec/resnet.js';
-import { type PermutationSpec, permSizes, specFromAxes, validateSpec } from '../src/spec/spec.js';
-import { applyPermutation, randomPerms, type Perms } from '../src/permute.js';
-import { createRng } from '../src/random.js';
-import type { Params, Tensor } from '../src/tensor.js';
-import { isInputError } from '../src/errors.js';
+import { permSizes, specFromAxes } from '../src/spec/spec.js';
+import {
+  type Built, build, checkBrokenSpecChangesOutputs, checkInvariance, expectRefusal, float, int, ints, partition, randomInput, vi,
+} from './helpers/onnx-graphs.js';
 
 const MODELS = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'test', 'fixtures', 'models');
 const fixture = (name: string): string => join(MODELS, name);
-
-// ---------------------------------------------------------------------------------------------------------
-// Helpers
-
-/** A spec's permutations as a canonical partition of 'tensor:axis' strings (names ignored). */
-function partition(spec: PermutationSpec, rename: (t: string) => readonly string[] = (t) => [t]): string[] {
-  return Object.values(spec.permToAxes)
-    .map((axes) => axes.flatMap((a) => rename(a.tensor).map((t) => `${t}:${a.axis}`)).sort().join(' '))
-    .sort();
-}
-
-/** The model with extra graph outputs (float32, shape left to the runtime). */
-function withOutputs(model: OnnxModel, names: readonly string[]): OnnxModel {
-  const g = model.proto.graph!;
-  const extra = names.map((name) => ({ name, type: { tensor_type: { elem_type: 1 } } }));
-  return onnxModelFromObject({ ...model.proto, graph: { ...g, output: [...(g.output ?? []), ...extra] } }, model.label);
-}
-
-async function run(model: OnnxModel, feeds: Record<string, ort.Tensor>): Promise<Record<string, { dims: readonly number[]; data: Float32Array }>> {
-  const session = await ort.InferenceSession.create(serializeOnnx(model));
-  try {
-    const out = await session.run(feeds);
-    const res: Record<string, { dims: readonly number[]; data: Float32Array }> = {};
-    for (const [k, v] of Object.entries(out)) res[k] = { dims: v.dims, data: v.data as Float32Array };
-    return res;
-  } finally {
-    await session.release();
-  }
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-/** take(t, perm, axis) on a runtime output, written independently of src/tensor.ts. */
-function gather(t: { dims: readonly number[]; data: Float32Array }, perm: Int32Array, axis: number): Float32Array {
-  const ax = axis < 0 ? t.dims.length + axis : axis;
-  const n = t.dims[ax];
-  const inner = t.dims.slice(ax + 1).reduce((a, b) => a * b, 1);
-  const outer = t.data.length / (n * inner);
-  const out = new Float32Array(t.data.length);
-  for (let o = 0; o < outer; o++) for (let i = 0; i < n; i++) for (let k = 0; k < inner; k++) out[(o * n + i) * inner + k] = t.data[(o * n + perm[i]) * inner + k];
-  return out;
-}
-
-/**
- * Applies random permutations through `derived.spec`, runs the original and permuted models on `feeds`,
- * and checks: outputs agree within `tol`; each tap of the permuted model is the original tap gathered by
- * its permutation. Returns the permutations used.
- */
-async function checkInvariance(model: OnnxModel, params: Params, derived: OnnxSpec, feeds: Record<string, ort.Tensor>, tol: number, seed: number): Promise<Perms> {
-  const { spec, taps } = derived;
-  validateSpec(spec, { label: model.label, params });
-  const perms = randomPerms(permSizes(spec, params), seed);
-  const permuted = applyPermutation(spec, perms, params);
-  const tapValues = [...new Set(Object.values(taps).map((t) => t.value))];
-  const outNames = (model.graph.outputs ?? []).map((o) => o.name);
-  const a = await run(withOutputs(model, tapValues), feeds);
-  const b = await run(withOutputs(withInitializers(model, permuted), tapValues), feeds);
-  for (const o of outNames) {
-    const d = maxAbsDiff(a[o].data, b[o].data);
-    assert.ok(d <= tol, `${model.label}: output '${o}' changed by ${d} under the derived spec`);
-  }
-  for (const [p, tap] of Object.entries(taps)) {
-    const d = maxAbsDiff(gather(a[tap.value], perms[p], tap.axis), b[tap.value].data);
-    assert.ok(d <= tol, `${model.label}: tap '${tap.value}' axis ${tap.axis} does not carry permutation '${p}' (diff ${d})`);
-  }
-  return perms;
-}
-
-/** The spec with one tie removed: the last axis of the permutation that touches the most axes. */
-function dropOneTie(spec: PermutationSpec): { spec: PermutationSpec; dropped: string } {
-  const [, axes] = Object.entries(spec.permToAxes).sort((x, y) => y[1].length - x[1].length)[0];
-  const last = axes[axes.length - 1];
-  const table: Record<string, (string | null)[]> = {};
-  for (const [t, list] of Object.entries(spec.axesToPerm)) table[t] = [...list];
-  table[last.tensor][last.axis] = null;
-  return { spec: specFromAxes(table), dropped: `${last.tensor}:${last.axis}` };
-}
-
-async function checkBrokenSpecChangesOutputs(model: OnnxModel, params: Params, spec: PermutationSpec, feeds: Record<string, ort.Tensor>, seed: number): Promise<void> {
-  const { spec: broken, dropped } = dropOneTie(spec);
-  const perms = randomPerms(permSizes(spec, params), seed);
-  const a = await run(model, feeds);
-  const b = await run(withInitializers(model, applyPermutation(broken, perms, params)), feeds);
-  const o = model.graph.outputs[0].name;
-  const d = maxAbsDiff(a[o].data, b[o].data);
-  assert.ok(d > 1e-2, `${model.label}: dropping the tie on ${dropped} should change the outputs, max diff ${d}`);
-}
 
 const images = fixture('fmnist_test256-images-idx3-ubyte.gz');
 const labels = fixture('fmnist_test256-labels-idx1-ubyte.gz');
@@ -201,53 +108,6 @@ for (const file of ['resnet_a.onnx', 'resnet_a.ext.onnx']) {
 
 // ---------------------------------------------------------------------------------------------------------
 // Hand-built graphs
-
-type Attr = Record<string, unknown>;
-const ints = (name: string, v: number[]): Attr => ({ name, type: 7, ints: v });
-const int = (name: string, v: number): Attr => ({ name, type: 2, i: v });
-const float = (name: string, v: number): Attr => ({ name, type: 1, f: v });
-
-function vi(name: string, dims: (number | string)[]): Attr {
-  return { name, type: { tensor_type: { elem_type: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } } };
-}
-
-interface Built {
-  model: OnnxModel;
-  params: Record<string, Tensor>;
-}
-
-/** A model from nodes and random float initializers (`positive` ones are in [0.5, 1.5], e.g. variances). */
-function build(
-  label: string,
-  inits: Record<string, number[]>,
-  nodes: Attr[],
-  input: Attr,
-  output: Attr,
-  opts: { positive?: string[]; int64?: Record<string, number[]>; seed?: number } = {},
-): Built {
-  const rng = createRng(opts.seed ?? 5);
-  const params: Record<string, Tensor> = {};
-  const initializer: Attr[] = [];
-  for (const [name, shape] of Object.entries(inits)) {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i++) data[i] = opts.positive?.includes(name) ? 0.5 + rng.next() : rng.normal() * 0.5;
-    params[name] = { shape, data };
-    initializer.push({ name, dims: shape, data_type: 1, raw_data: new Uint8Array(data.buffer.slice(0)) });
-  }
-  for (const [name, v] of Object.entries(opts.int64 ?? {})) initializer.push({ name, dims: [v.length], data_type: 7, int64_data: v });
-  const model = onnxModelFromObject(
-    { ir_version: 8, opset_import: [{ domain: '', version: 17 }], graph: { name: label, node: nodes, initializer, input: [input], output: [output] } },
-    label,
-  );
-  return { model, params };
-}
-
-function randomInput(shape: number[], seed: number): ort.Tensor {
-  const rng = createRng(seed);
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal();
-  return new ort.Tensor('float32', data, shape);
-}
 
 /** Flax/Keras layout: x @ kernel + bias, kernel (in, out). */
 function flaxMlp(): Built {
@@ -388,15 +248,7 @@ test('decomposed LayerNorm, Identity-aliased weight, Transpose/Unsqueeze/ReduceM
   await checkBrokenSpecChangesOutputs(model, params, derived.spec, feeds, 7);
 });
 
-function expectRefusal(fn: () => unknown, ...patterns: RegExp[]): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(isInputError(e), `expected an InputError, got ${String(e)}`);
-    for (const p of patterns) assert.match((e as Error).message, p);
-    return true;
-  });
-}
-
-test('an op it does not understand on a permutable channel space is refused, naming node and op type', () => {
+test('an op it does not understand on a permutable channel space: fixed in a partial spec, refused with strict', () => {
   const mlp = (after: 'hidden' | 'output'): OnnxModel =>
     build(
       'cumsum',
@@ -417,10 +269,19 @@ test('an op it does not understand on a permutable channel space is refused, nam
       vi('y', ['N', 3]),
       { int64: { ax: [1] } },
     ).model;
-  expectRefusal(() => specFromOnnx(mlp('hidden')), /node 'scan' \(CumSum\)/, /--spec FILE/);
+  expectRefusal(() => specFromOnnx(mlp('hidden'), { strict: true }), /node 'scan' \(CumSum\)/, /--spec FILE/);
+  // Without strict, the hidden space the CumSum reads is left fixed and named.
+  const partial = specFromOnnx(mlp('hidden'));
+  assert.deepEqual(partition(partial.spec), []);
+  assert.deepEqual(partial.unsupported.map((u) => [u.node, u.opType, u.followOn]), [["'scan' (CumSum)", 'CumSum', false]]);
+  const fixedHidden = partial.fixed.find((f) => f.axes.some((a) => a.tensor === 'fc1.weight' && a.axis === 0));
+  assert.match(fixedHidden!.reason, /node 'scan' \(CumSum\) is not supported/);
   // On the output's (fixed) channels the same op is harmless: the hidden layer is still permuted.
-  const ok = specFromOnnx(mlp('output'));
-  assert.deepEqual(partition(ok.spec), ['fc1.weight:0 fc2.weight:1']);
+  for (const strict of [false, true]) {
+    const ok = specFromOnnx(mlp('output'), { strict });
+    assert.deepEqual(partition(ok.spec), ['fc1.weight:0 fc2.weight:1']);
+    assert.deepEqual(ok.unsupported, []);
+  }
 });
 
 test('Flatten of a conv output with spatial size > 1 is refused clearly; with spatial size 1 it is followed', () => {
@@ -439,13 +300,16 @@ test('Flatten of a conv output with spatial size > 1 is refused clearly; with sp
       vi('y', ['N', 3]),
     ).model;
   // 6×6 input, 3×3 kernel, no padding: 4 channels × 4×4 positions.
-  expectRefusal(() => specFromOnnx(net(false)), /node 'flat' \(Flatten\)/, /4 channels/, /blocks of 16/, /--spec FILE/);
+  expectRefusal(() => specFromOnnx(net(false), { strict: true }), /node 'flat' \(Flatten\)/, /4 channels/, /blocks of 16/, /--spec FILE/);
+  const partial = specFromOnnx(net(false));
+  assert.deepEqual(partition(partial.spec), []);
+  assert.match(partial.unsupported[0].why, /blocks of 16/);
   const ok = specFromOnnx(net(true));
   assert.deepEqual(partition(ok.spec), ['conv.b:0 conv.w:0 fc.w:1']);
   assert.deepEqual(ok.taps.conv, { value: 'ro', axis: 1 });
 });
 
-test('Concat along the channel axis is refused; a grouped convolution is refused', () => {
+test('Concat along the channel axis and a grouped convolution: refused with strict, their spaces fixed without', () => {
   const concat = build(
     'concat',
     { 'a.weight': [4, 2], 'b.weight': [4, 2], 'c.weight': [3, 8] },
@@ -458,7 +322,8 @@ test('Concat along the channel axis is refused; a grouped convolution is refused
     vi('x', ['N', 2]),
     vi('y', ['N', 3]),
   ).model;
-  expectRefusal(() => specFromOnnx(concat), /node 'cat' \(Concat\)/, /channel axis/);
+  expectRefusal(() => specFromOnnx(concat, { strict: true }), /node 'cat' \(Concat\)/, /channel axis/);
+  assert.deepEqual(partition(specFromOnnx(concat).spec), []);
   const grouped = build(
     'grouped',
     // 'grp' has 4 input channels in 2 groups of 2.
@@ -471,5 +336,8 @@ test('Concat along the channel axis is refused; a grouped convolution is refused
     vi('x', ['N', 2, 3, 3]),
     vi('y', ['N', 2, 3, 3]),
   ).model;
-  expectRefusal(() => specFromOnnx(grouped), /node 'grp' \(Conv\)/, /group=2/);
+  expectRefusal(() => specFromOnnx(grouped, { strict: true }), /node 'grp' \(Conv\)/, /group=2/);
+  const partial = specFromOnnx(grouped);
+  assert.deepEqual(partition(partial.spec), []);
+  assert.deepEqual(partial.unsupported.map((u) => u.node), ["'grp' (Conv)"]);
 });

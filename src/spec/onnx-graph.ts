@@ -20,7 +20,7 @@
  * Browser-safe: no Node modules.
  */
 import { InputError } from '../errors.js';
-import { type OnnxModel, type OnnxNode, type OnnxTensorValue, isFloatDtype, onnxInitializerValue } from '../io/onnx.js';
+import { type OnnxGraph, type OnnxGraphValue, type OnnxModel, type OnnxNode, type OnnxTensorValue, isFloatDtype, onnxInitializerValue } from '../io/onnx.js';
 import { type AxisRef, type PermutationSpec, specFromAxes } from './spec.js';
 
 /** One graph value whose `axis` carries a permutation: where to record activations for matching. */
@@ -36,10 +36,30 @@ export interface OnnxFixedAxes {
   readonly reason: string;
 }
 
+/** A node the walk does not understand; the channel spaces it touches were left unpermuted. */
+export interface OnnxUnsupportedNode {
+  /** The node as messages name it: "'name' (Op)". */
+  readonly node: string;
+  readonly opType: string;
+  readonly why: string;
+  /** True when the node only reads values that an earlier unsupported node already made opaque. */
+  readonly followOn: boolean;
+}
+
 export interface OnnxSpec {
   readonly spec: PermutationSpec;
   readonly taps: Readonly<Record<string, OnnxTap>>;
   readonly fixed: readonly OnnxFixedAxes[];
+  /**
+   * Nodes the walk could not follow. Without `strict`, the channel spaces they touch are fixed (listed in
+   * `fixed` with the node as the reason) and the rest of the network is still permuted.
+   */
+  readonly unsupported: readonly OnnxUnsupportedNode[];
+}
+
+export interface OnnxSpecOptions {
+  /** Refuse the whole model (throw) when a node the walk does not understand touches a permutable space. */
+  readonly strict?: boolean;
 }
 
 type Dim = number | null;
@@ -53,6 +73,12 @@ interface ChanValue {
 }
 
 /**
+ * One entry of a small integer tensor whose contents we follow (Reshape targets, axes, pads): a number, or
+ * "dimension `axis` of value `of`" when that size is only known at run time (from a Shape node).
+ */
+type IntEntry = number | { readonly of: string; readonly axis: number };
+
+/**
  * A value with no permuted axis as far as we know. `deps` lists classes it was computed from through ops we
  * do not understand (so its layout is unknown unless those classes end up fixed); empty for graph inputs,
  * constants and permutation-invariant results.
@@ -61,17 +87,25 @@ interface PlainValue {
   readonly kind: 'plain';
   readonly shape: readonly Dim[] | null;
   readonly deps: readonly number[];
-  /** Integer contents when known (Constant nodes, int initializers): Reshape targets, axes. */
-  readonly ints?: readonly number[];
+  /** Contents when known (Constant nodes, small initializers, shapes taken with Shape): Reshape targets, axes. */
+  readonly ints?: readonly IntEntry[];
+  /** Contents of a small float Constant node (Resize scales). */
+  readonly floats?: readonly number[];
   /** Set for Constant node outputs: data that cannot be permuted. */
   readonly constant?: boolean;
 }
 
-/** A float initializer (directly or through Identity). */
+/**
+ * A float initializer, directly or through ops that only move its entries (Identity, Unsqueeze, Squeeze,
+ * Transpose, a Reshape that only adds or drops size-1 axes) or map each entry on its own (Neg, Cast, ...).
+ * `shape` is the shape of this view; `source[k]` is the initializer axis that view axis k is, or null for an
+ * inserted size-1 axis. Permuting the initializer along its axis `source[k]` permutes this view along k.
+ */
 interface InitValue {
   readonly kind: 'init';
   readonly name: string;
   readonly shape: readonly number[];
+  readonly source: readonly (number | null)[];
 }
 
 type Value = ChanValue | PlainValue | InitValue;
@@ -80,6 +114,8 @@ interface Problem {
   readonly node: OnnxNode;
   readonly why: string;
   readonly classes: readonly number[];
+  /** The node reads the result of an earlier unsupported node: listed after the node that caused it. */
+  readonly followOn: boolean;
 }
 
 const UNARY = new Set([
@@ -96,7 +132,11 @@ const NONLINEAR = new Set([
   'Relu', 'LeakyRelu', 'Elu', 'Selu', 'Celu', 'Gelu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Softplus',
   'Softsign', 'Mish', 'ThresholdedRelu', 'PRelu', 'Clip',
 ]);
-const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Sum', 'Mean', 'Max', 'Min', 'Pow', 'PRelu']);
+/** Elementwise ops of several operands (with broadcasting): every operand must be permuted alike. */
+const BINARY = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Sum', 'Mean', 'Max', 'Min', 'Pow', 'PRelu', 'Where', 'Greater', 'Less', 'Equal',
+  'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor',
+]);
 const POOL = new Set(['MaxPool', 'AveragePool', 'LpPool']);
 const GLOBAL_POOL = new Set(['GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool']);
 const REDUCE = new Set([
@@ -212,7 +252,7 @@ class Walk {
     return this.names[this.find(c)];
   }
 
-  /** Ties axis `axis` of initializer `init` to class `cls` (checking the length). */
+  /** Ties axis `axis` of the initializer view `init` to class `cls` (checking the length). */
   joinInit(init: InitValue, axis: number, cls: number, node: OnnxNode): void {
     const n = init.shape[axis];
     if (n !== this.sizeOf(cls)) {
@@ -220,18 +260,35 @@ class Walk {
         `${this.model.label}: ${nodeLabel(node)}: initializer '${init.name}' ${fmtShape(init.shape)} axis ${axis} has ${n} entries but the channel axis it acts on has ${this.sizeOf(cls)}`,
       );
     }
-    const key = `${init.name}\0${axis}`;
+    const src = init.source[axis];
+    // An inserted size-1 axis carries no entries to permute (and can only meet a class of one channel).
+    if (src === null) return;
+    const key = `${init.name}\0${src}`;
     const prev = this.initAxes.get(key);
     if (prev === undefined) this.initAxes.set(key, cls);
-    else this.union(prev, cls, node, `(initializer '${init.name}' axis ${axis}, used twice)`);
+    else this.union(prev, cls, node, `(initializer '${init.name}' axis ${src}, used twice)`);
   }
 
-  /** Every axis of the initializers among `inputs` is tied to a fixed class: used by ops we do not understand. */
+  /** Ties every axis of the initializer behind `v` to a fixed class: its entries must stay where they are. */
+  pinInit(v: InitValue, why: string): void {
+    const full = this.model.initializers[v.name].shape;
+    full.forEach((n, axis) => {
+      const key = `${v.name}\0${axis}`;
+      const cls = this.newClass(n, null, why);
+      const prev = this.initAxes.get(key);
+      if (prev === undefined) this.initAxes.set(key, cls);
+      else this.fix(prev, why);
+    });
+  }
+
+  /**
+   * Every initializer that `node` reads (inputs and, for nodes with subgraphs, outer values the subgraphs
+   * read) is pinned: used by ops we do not understand, whose result would change if it were permuted.
+   */
   pinInits(node: OnnxNode): void {
-    for (const name of node.inputs) {
-      const v = name === '' ? undefined : this.values.get(name);
-      if (v?.kind !== 'init') continue;
-      v.shape.forEach((n, axis) => this.joinInit(v, axis, this.newClass(n, null, `used by ${nodeLabel(node)}`), node));
+    for (const name of nodeReads(node)) {
+      const v = this.values.get(name);
+      if (v?.kind === 'init') this.pinInit(v, `used by ${nodeLabel(node)}`);
     }
   }
 
@@ -247,7 +304,11 @@ class Walk {
   }
 
   problem(node: OnnxNode, why: string, classes: readonly number[]): void {
-    this.problems.push({ node, why, classes });
+    const followOn = nodeReads(node).some((n) => {
+      const v = this.values.get(n);
+      return v?.kind === 'plain' && v.deps.length > 0;
+    });
+    this.problems.push({ node, why, classes, followOn });
   }
 
   set(name: string, v: Value, node: OnnxNode | null): void {
@@ -290,6 +351,43 @@ function attrInts(node: OnnxNode, name: string): readonly number[] | null {
   return Array.isArray(v) && v.every((x) => typeof x === 'number') ? (v as readonly number[]) : null;
 }
 
+function isGraphAttr(v: unknown): v is OnnxGraphValue {
+  return typeof v === 'object' && v !== null && (v as { kind?: unknown }).kind === 'graph';
+}
+
+/** The subgraphs a node runs (If branches, Loop/Scan bodies, graph attributes of any op). */
+function subgraphsOf(node: OnnxNode): OnnxGraph[] {
+  const out: OnnxGraph[] = [];
+  for (const v of Object.values(node.attributes)) {
+    if (isGraphAttr(v)) out.push(v.graph);
+    else if (Array.isArray(v)) for (const e of v as readonly unknown[]) if (isGraphAttr(e)) out.push(e.graph);
+  }
+  return out;
+}
+
+const readsCache = new WeakMap<OnnxNode, readonly string[]>();
+
+/**
+ * Every value a node reads: its inputs and, for nodes with subgraphs, the outer values that the subgraphs
+ * (at any depth) use without defining them. ONNX lets a subgraph read any value of the enclosing scopes.
+ */
+function nodeReads(node: OnnxNode): readonly string[] {
+  let reads = readsCache.get(node);
+  if (reads === undefined) {
+    const names = new Set(node.inputs.filter((n) => n !== ''));
+    for (const g of subgraphsOf(node)) {
+      const local = new Set([...g.inputs.map((i) => i.name), ...g.initializerNames]);
+      for (const n of g.nodes) {
+        for (const r of nodeReads(n)) if (!local.has(r)) names.add(r);
+        for (const o of n.outputs) local.add(o);
+      }
+    }
+    reads = [...names];
+    readsCache.set(node, reads);
+  }
+  return reads;
+}
+
 /** Output spatial size of a conv/pool along one axis, or null when not computable. */
 function windowOut(n: Dim, k: number, stride: number, pad: number, dil: number, ceil: boolean, autoPad: string): Dim {
   if (n === null) return null;
@@ -313,12 +411,31 @@ function windowShape(node: OnnxNode, x: readonly Dim[] | null, channels: number,
   return out;
 }
 
-/** Integer contents of a value when known (constant axes, shapes). */
-function intsOf(w: Walk, name: string | undefined): readonly number[] | null {
+/** Integer contents of a value when followed (constants, and sizes taken with Shape), else null. */
+function intEntries(w: Walk, name: string | undefined): readonly IntEntry[] | null {
   if (name === undefined || name === '') return null;
   const v = w.values.get(name);
-  if (v?.kind === 'plain' && v.ints !== undefined) return v.ints;
-  return null;
+  return v?.kind === 'plain' && v.ints !== undefined ? v.ints : null;
+}
+
+/** Integer contents of a value when every entry is known before run time (constant axes, shapes). */
+function knownInts(w: Walk, name: string | undefined): readonly number[] | null {
+  const e = intEntries(w, name);
+  return e !== null && e.every((d) => typeof d === 'number') ? (e as readonly number[]) : null;
+}
+
+/** Contents of a small float constant (Resize scales): a Constant node's, or a float initializer's. */
+function floatContents(w: Walk, name: string | undefined): readonly number[] | null {
+  if (name === undefined || name === '') return null;
+  const v = w.values.get(name);
+  if (v?.kind === 'plain') return v.floats ?? null;
+  if (v?.kind !== 'init' || product(v.shape)! > 64) return null;
+  try {
+    const t = onnxInitializerValue(w.model, v.name);
+    return t.data instanceof Float32Array ? Array.from(t.data) : null;
+  } catch {
+    return null; // external data we cannot read here: not a known constant
+  }
 }
 
 /** Reduction/squeeze axes: attribute (older opsets) or second input (newer opsets). */
@@ -327,14 +444,15 @@ function axesArg(w: Walk, node: OnnxNode): readonly number[] | null | 'dynamic' 
   if (attr !== null) return attr;
   const input = node.inputs[1];
   if (input === undefined || input === '') return null;
-  return intsOf(w, input) ?? 'dynamic';
+  return knownInts(w, input) ?? 'dynamic';
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Op handlers. Each sets the node's outputs; an op it cannot handle goes to `unsupported`.
 
 function unsupported(w: Walk, node: OnnxNode, why = 'is not supported by the graph walk'): void {
-  const ins = node.inputs.filter((n) => n !== '').map((n) => w.get(n, node));
+  for (const n of node.inputs) if (n !== '') w.get(n, node);
+  const ins = nodeReads(node).map((n) => w.values.get(n)).filter((v): v is Value => v !== undefined);
   const classes: number[] = [];
   for (const v of ins) {
     if (v.kind === 'chan') classes.push(v.cls);
@@ -345,9 +463,94 @@ function unsupported(w: Walk, node: OnnxNode, why = 'is not supported by the gra
   for (const o of node.outputs) w.set(o, { kind: 'plain', shape: null, deps: classes }, node);
 }
 
-function passThrough(w: Walk, node: OnnxNode, x: Value): void {
-  const v: Value = x.kind === 'init' ? { kind: 'plain', shape: x.shape, deps: [] } : x;
-  for (const o of node.outputs) w.set(o, v, node);
+function passThrough(w: Walk, node: OnnxNode, x: ChanValue | PlainValue): void {
+  for (const o of node.outputs) w.set(o, x, node);
+}
+
+/**
+ * A shape op (Reshape, Transpose, Squeeze, ...) or pooling/reduction on a value without channels: an
+ * initializer becomes a view of itself where the op only moves entries, else it is pinned; other values
+ * lose their shape (we do not track it), and their known contents where the op keeps the element order.
+ */
+function notChan(w: Walk, node: OnnxNode, x: PlainValue | InitValue, keepInts = false): void {
+  if (x.kind === 'init') return viewOrPin(w, node, x);
+  const { ints, ...rest } = x;
+  passThrough(w, node, keepInts && ints !== undefined ? { ...rest, shape: null, ints } : { ...rest, shape: null });
+}
+
+/** Elementwise maps that act on each entry alone, or (Softmax) are equivariant along every axis. */
+const ENTRYWISE = new Set([...UNARY].filter((op) => op !== 'Hardmax'));
+
+/**
+ * The view of initializer `x` that `node` produces, when the node only moves its entries or maps each on
+ * its own; null otherwise. A Reshape qualifies only when it adds or drops size-1 axes (the other axes keep
+ * their order and sizes).
+ */
+function initView(w: Walk, node: OnnxNode, x: InitValue): InitValue | null {
+  const op = node.opType;
+  const view = (shape: readonly number[], source: readonly (number | null)[]): InitValue => ({ kind: 'init', name: x.name, shape, source });
+  if (op === 'Identity' || ENTRYWISE.has(op)) return x;
+  const rank = x.shape.length;
+  if (op === 'Transpose') {
+    const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => rank - 1 - i);
+    if (perm.length !== rank) return null;
+    return view(perm.map((p) => x.shape[p]), perm.map((p) => x.source[p]));
+  }
+  if (op === 'Unsqueeze') {
+    const axesIn = axesArg(w, node);
+    if (axesIn === null || axesIn === 'dynamic') return null;
+    const outRank = rank + axesIn.length;
+    const ins = new Set(axesIn.map((a) => normAxis(a, outRank)));
+    if (ins.has(null) || ins.size !== axesIn.length) return null;
+    const shape: number[] = [];
+    const source: (number | null)[] = [];
+    let k = 0;
+    for (let i = 0; i < outRank; i++) {
+      if (ins.has(i)) [shape[i], source[i]] = [1, null];
+      else [shape[i], source[i]] = [x.shape[k], x.source[k++]];
+    }
+    return view(shape, source);
+  }
+  if (op === 'Squeeze') {
+    const axesIn = axesArg(w, node);
+    if (axesIn === 'dynamic') return null;
+    const drop = axesIn === null ? x.shape.flatMap((d, i) => (d === 1 ? [i] : [])) : axesIn.map((a) => normAxis(a, rank));
+    if (drop.some((i) => i === null || x.shape[i] !== 1)) return null;
+    const keep = x.shape.map((_, i) => i).filter((i) => !drop.includes(i));
+    return view(keep.map((i) => x.shape[i]), keep.map((i) => x.source[i]));
+  }
+  let out: number[] | null = null;
+  if (op === 'Flatten') {
+    const at = normAxis(attrInt(node, 'axis', 1), rank + 1);
+    if (at === null) return null;
+    out = [product(x.shape.slice(0, at))!, product(x.shape.slice(at))!];
+  } else if (op === 'Reshape') {
+    const target = knownInts(w, node.inputs[1]);
+    if (target === null) return null;
+    const allowZero = attrInt(node, 'allowzero', 0) === 1;
+    const dims = target.map((d, i) => (d === 0 && !allowZero ? (x.shape[i] ?? -2) : d));
+    const minus = dims.indexOf(-1);
+    if (minus >= 0) {
+      const known = product(dims.filter((_, i) => i !== minus))!;
+      dims[minus] = known > 0 ? product(x.shape)! / known : -2;
+    }
+    if (dims.some((d) => !Number.isInteger(d) || d < 0) || product(dims) !== product(x.shape)) return null;
+    out = dims;
+  }
+  if (out === null) return null;
+  // Only size-1 axes may come or go: the other axes must appear in the same order with the same sizes.
+  const inBig = x.shape.map((d, i) => ({ d, src: x.source[i] })).filter((e) => e.d !== 1);
+  const outBig = out.filter((d) => d !== 1);
+  if (inBig.length !== outBig.length || inBig.some((e, i) => e.d !== outBig[i])) return null;
+  let k = 0;
+  return view(out, out.map((d) => (d === 1 ? null : inBig[k++].src)));
+}
+
+function viewOrPin(w: Walk, node: OnnxNode, x: InitValue): void {
+  const v = initView(w, node, x);
+  if (v === null) return unsupported(w, node, `transforms initializer '${x.name}' in a way the walk does not follow`);
+  w.set(node.outputs[0], v, node);
+  for (const o of node.outputs.slice(1)) w.set(o, { kind: 'plain', shape: null, deps: [] }, node);
 }
 
 function handleConv(w: Walk, node: OnnxNode, transpose: boolean): void {
@@ -460,9 +663,14 @@ function handleJoin(w: Walk, node: OnnxNode, concatAxis: number | null): void {
   const named = node.inputs.filter((n) => n !== '').map((n) => ({ name: n, v: w.get(n, node) }));
   const chans = named.filter((x): x is { name: string; v: ChanValue } => x.v.kind === 'chan');
   if (chans.length === 0) {
+    // No channels here; an initializer combined into something else must keep its entries where they are.
+    w.pinInits(node);
     const deps = named.flatMap((x) => (x.v.kind === 'plain' ? x.v.deps : []));
     const shape = concatAxis === null ? broadcastShapes(named.map((x) => x.v.shape)) : null;
-    for (const o of node.outputs) w.set(o, { kind: 'plain', shape, deps }, node);
+    // Concatenated sizes (a Reshape target built from Shape pieces) stay followed.
+    const pieces = concatAxis === null ? [] : named.map((x) => intEntries(w, x.name));
+    const ints = pieces.length > 0 && pieces.every((p) => p !== null) ? pieces.flatMap((p) => p!) : undefined;
+    for (const o of node.outputs) w.set(o, { kind: 'plain', shape: ints !== undefined ? [ints.length] : shape, deps, ...(ints !== undefined ? { ints } : {}) }, node);
     return;
   }
   const end = fromEnd(chans[0].v);
@@ -555,7 +763,7 @@ function handleLayerNorm(w: Walk, node: OnnxNode): void {
 
 function handlePool(w: Walk, node: OnnxNode, global: boolean): void {
   const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
+  if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.axis !== 1) return unsupported(w, node, `pools an activation whose channels are on axis ${x.axis}`);
   if (node.outputs.length > 1 && node.outputs[1] !== '') return unsupported(w, node, 'returns pooling indices, which depend on the channel order');
   const C = w.sizeOf(x.cls);
@@ -568,7 +776,7 @@ function handlePool(w: Walk, node: OnnxNode, global: boolean): void {
 function handleReduce(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
   const axesIn = axesArg(w, node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
+  if (x.kind !== 'chan') return notChan(w, node, x);
   if (axesIn === 'dynamic') return unsupported(w, node, 'reduces over axes computed at run time');
   const keep = attrInt(node, 'keepdims', 1) === 1;
   const rank = x.shape?.length ?? null;
@@ -617,7 +825,7 @@ function reshapeChannel(inShape: readonly Dim[], axis: number, outShape: readonl
 
 function handleFlatten(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
+  if (x.kind !== 'chan') return notChan(w, node, x, true);
   if (x.shape === null) return unsupported(w, node, 'flattens an activation of unknown rank');
   const at = normAxis(attrInt(node, 'axis', 1), x.shape.length + 1) ?? 1;
   const out: Dim[] = [product(x.shape.slice(0, at)), product(x.shape.slice(at))];
@@ -634,29 +842,74 @@ function handleFlatten(w: Walk, node: OnnxNode): void {
   unsupported(w, node, typeof r === 'string' ? r : 'flattens the channel axis together with other axes');
 }
 
+/**
+ * A dimension as a product: a known factor times sizes known only at run time, each named by a symbol
+ * (`#i`: dimension i of the Reshape's input; `?i`: an unknown size). Lets a Reshape whose target is computed
+ * from the input's own Shape (`x.view(x.size(0), -1)`) be followed without knowing the batch size.
+ */
+interface Mono {
+  readonly k: number;
+  readonly syms: readonly string[];
+}
+
+const monoMul = (ms: readonly Mono[]): Mono => ({ k: ms.reduce((p, m) => p * m.k, 1), syms: ms.flatMap((m) => m.syms).sort() });
+const monoEq = (a: Mono, b: Mono): boolean => a.k === b.k && a.syms.length === b.syms.length && a.syms.every((s, i) => s === b.syms[i]);
+
+/** a / b when it is a product of the same kind (b's symbols all in a, factor divisible), else null. */
+function monoDiv(a: Mono, b: Mono): Mono | null {
+  if (b.k === 0 || a.k % b.k !== 0) return null;
+  const rest = [...a.syms];
+  for (const s of b.syms) {
+    const i = rest.indexOf(s);
+    if (i < 0) return null;
+    rest.splice(i, 1);
+  }
+  return { k: a.k / b.k, syms: rest };
+}
+
 function handleReshape(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
-  const target = intsOf(w, node.inputs[1]);
-  if (target === null) return unsupported(w, node, 'reshapes to a shape computed at run time');
+  if (x.kind !== 'chan') return notChan(w, node, x, true);
+  const target = intEntries(w, node.inputs[1]);
+  if (target === null) return unsupported(w, node, 'reshapes to a shape computed at run time from values the walk does not follow');
   if (x.shape === null) return unsupported(w, node, 'reshapes an activation of unknown rank');
-  const allowZero = attrInt(node, 'allowzero', 0) === 1;
-  const out: Dim[] = target.map((d, i) => (d === 0 && !allowZero ? (x.shape![i] ?? null) : d === -1 ? null : d));
-  const minus = target.indexOf(-1);
-  if (minus >= 0) {
-    const total = product(x.shape);
-    const known = product(out.filter((_, i) => i !== minus));
-    out[minus] = total !== null && known !== null && known !== 0 ? total / known : null;
-  }
   const C = w.sizeOf(x.cls);
-  const r = reshapeChannel(x.shape, x.axis, out, C);
-  if (typeof r === 'string') return unsupported(w, node, r);
-  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: r, shape: out }, node);
+  const inDims: Mono[] = x.shape.map((d, i) => (i === x.axis ? { k: C, syms: [] } : d !== null ? { k: d, syms: [] } : { k: 1, syms: [`#${i}`] }));
+  const allowZero = attrInt(node, 'allowzero', 0) === 1;
+  const sizeOf = (of: string, axis: number): Dim => {
+    const v = w.values.get(of);
+    return v === undefined || v.shape === null ? null : (v.shape[axis] ?? null);
+  };
+  let minus = -1;
+  const out: Mono[] = target.map((e, i) => {
+    if (typeof e !== 'number') {
+      // A size taken with Shape: of this very input (a copy of one of its axes), or of another value.
+      if (e.of === node.inputs[0] && e.axis < inDims.length) return inDims[e.axis];
+      const d = sizeOf(e.of, e.axis);
+      return d !== null ? { k: d, syms: [] } : { k: 1, syms: [`?${i}`] };
+    }
+    if (e === 0 && !allowZero) return inDims[i] ?? { k: 1, syms: [`?${i}`] };
+    if (e === -1) minus = i;
+    return { k: e, syms: [] };
+  });
+  if (minus >= 0) out[minus] = monoDiv(monoMul(inDims), monoMul(out.filter((_, i) => i !== minus))) ?? { k: 1, syms: [`?${minus}`] };
+  const shape: Dim[] = out.map((m) => (m.syms.length === 0 ? m.k : null));
+  // The channel axis survives only as one whole axis of C with the same sizes before and after it.
+  const before = monoMul(inDims.slice(0, x.axis));
+  const after = monoMul(inDims.slice(x.axis + 1));
+  for (let b = 0; b < out.length; b++) {
+    if (monoEq(out[b], { k: C, syms: [] }) && monoEq(monoMul(out.slice(0, b)), before) && monoEq(monoMul(out.slice(b + 1)), after)) {
+      w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: b, shape }, node);
+      return;
+    }
+  }
+  const r = reshapeChannel(x.shape, x.axis, shape, C);
+  unsupported(w, node, typeof r === 'string' ? r : `reshapes channel axis ${x.axis} (${C} channels) of ${fmtShape(x.shape)} into ${fmtShape(shape)} in a way the walk cannot follow`);
 }
 
 function handleTranspose(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
+  if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.shape === null) return unsupported(w, node, 'transposes an activation of unknown rank');
   const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => x.shape!.length - 1 - i);
   const shape = perm.map((p) => x.shape![p] ?? null);
@@ -665,7 +918,7 @@ function handleTranspose(w: Walk, node: OnnxNode): void {
 
 function handleSqueeze(w: Walk, node: OnnxNode, unsqueeze: boolean): void {
   const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return passThrough(w, node, x.kind === 'plain' ? { ...x, shape: null } : x);
+  if (x.kind !== 'chan') return notChan(w, node, x, true);
   const axesIn = axesArg(w, node);
   if (axesIn === 'dynamic') return unsupported(w, node, 'has axes computed at run time');
   if (x.shape === null) return unsupported(w, node, 'reshapes an activation of unknown rank');
@@ -695,28 +948,228 @@ function handleSqueeze(w: Walk, node: OnnxNode, unsqueeze: boolean): void {
   w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis, shape }, node);
 }
 
+/** Shape (and Size) depend only on the input's shape, which a permutation keeps; Shape's entries are followed. */
+function handleShape(w: Walk, node: OnnxNode): void {
+  const name = node.inputs[0];
+  const x = w.get(name, node);
+  if (node.opType !== 'Shape' || x.shape === null) {
+    for (const o of node.outputs) w.set(o, { kind: 'plain', shape: node.opType === 'Size' ? [] : null, deps: [] }, node);
+    return;
+  }
+  const rank = x.shape.length;
+  const clamp = (a: number): number => Math.min(rank, Math.max(0, a < 0 ? a + rank : a));
+  const start = clamp(attrInt(node, 'start', 0));
+  const end = clamp(attrInt(node, 'end', rank));
+  const ints: IntEntry[] = [];
+  for (let i = start; i < end; i++) {
+    const d = x.kind === 'chan' && i === x.axis ? w.sizeOf(x.cls) : x.shape[i];
+    ints.push(d ?? { of: name, axis: i });
+  }
+  w.set(node.outputs[0], { kind: 'plain', shape: [ints.length], deps: [], ints }, node);
+}
+
+/** The known shape of a value that is not an activation with channels (Gather indices, say), else null. */
+function plainShape(v: Value): readonly Dim[] | null {
+  if (v.kind === 'chan') return null;
+  if (v.kind === 'plain' && v.deps.length > 0) return null;
+  return v.shape;
+}
+
+/** Gather along an axis other than the channels (a class token, a time step) keeps the channels. */
+function handleGather(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  const idx = w.get(node.inputs[1], node);
+  const axisAttr = attrInt(node, 'axis', 0);
+  if (x.kind === 'plain') {
+    // Picking entries of a followed shape (Shape -> Gather) keeps them followed.
+    const ints = x.ints;
+    const at = knownInts(w, node.inputs[1]);
+    const idxShape = plainShape(idx);
+    if (ints !== undefined && at !== null && idxShape !== null && axisAttr === 0 && at.every((i) => i >= -ints.length && i < ints.length)) {
+      w.set(node.outputs[0], { kind: 'plain', shape: idxShape, deps: x.deps, ints: at.map((i) => ints[i < 0 ? i + ints.length : i]) }, node);
+      return;
+    }
+    if (idx.kind !== 'chan' && !(idx.kind === 'plain' && idx.deps.length > 0)) {
+      w.set(node.outputs[0], { kind: 'plain', shape: null, deps: x.deps }, node);
+      return;
+    }
+  }
+  if (x.kind !== 'chan') return unsupported(w, node, x.kind === 'init' ? `looks up entries of initializer '${x.name}'` : 'gathers with indices computed from activations');
+  const idxShape = plainShape(idx);
+  if (idxShape === null || idxShape.some((d) => d === null)) return unsupported(w, node, 'gathers with indices of unknown shape or computed from activations');
+  if (x.shape === null) return unsupported(w, node, 'gathers from an activation of unknown rank');
+  const a = normAxis(axisAttr, x.shape.length);
+  if (a === null) return unsupported(w, node, `has axis ${axisAttr} outside rank ${x.shape.length}`);
+  if (a === x.axis) return unsupported(w, node, 'selects channels, which a channel permutation reorders');
+  const shape = [...x.shape.slice(0, a), ...idxShape, ...x.shape.slice(a + 1)];
+  const axis = x.axis < a ? x.axis : x.axis - 1 + idxShape.length;
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis, shape }, node);
+}
+
+/** Slice inputs (opset 10+) or attributes (older): starts, ends, axes, steps. */
+function sliceArgs(w: Walk, node: OnnxNode): { starts: readonly number[] | null; ends: readonly number[] | null; axes: readonly number[] | null; steps: readonly number[] | null } {
+  if (node.inputs.length <= 1) {
+    const starts = attrInts(node, 'starts');
+    return { starts, ends: attrInts(node, 'ends'), axes: attrInts(node, 'axes') ?? starts?.map((_, i) => i) ?? null, steps: starts?.map(() => 1) ?? null };
+  }
+  const starts = knownInts(w, node.inputs[1]);
+  const ends = knownInts(w, node.inputs[2]);
+  const given = (i: number): boolean => node.inputs[i] !== undefined && node.inputs[i] !== '';
+  const startsLen = plainShape(w.get(node.inputs[1], node))?.[0] ?? starts?.length ?? null;
+  const axes = given(3) ? knownInts(w, node.inputs[3]) : startsLen === null ? null : Array.from({ length: startsLen }, (_, i) => i);
+  const steps = given(4) ? knownInts(w, node.inputs[4]) : axes?.map(() => 1) ?? null;
+  return { starts, ends, axes, steps };
+}
+
+/** Slicing other axes keeps the channels; the channel axis only when the slice takes all of it. */
+function handleSlice(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  const { starts, ends, axes, steps } = sliceArgs(w, node);
+  if (x.kind === 'plain') {
+    const ints = x.ints;
+    if (ints !== undefined && starts?.length === 1 && ends?.length === 1 && (axes === null || axes[0] === 0) && (steps === null || steps[0] === 1)) {
+      const n = ints.length;
+      const at = (v: number): number => Math.min(n, Math.max(0, v < 0 ? v + n : v));
+      const picked = ints.slice(at(starts[0]), at(ends[0]));
+      w.set(node.outputs[0], { kind: 'plain', shape: [picked.length], deps: x.deps, ints: picked }, node);
+      return;
+    }
+  }
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  if (x.shape === null) return unsupported(w, node, 'slices an activation of unknown rank');
+  const rank = x.shape.length;
+  if (axes === null) return unsupported(w, node, 'slices axes computed at run time');
+  const norm = axes.map((a) => normAxis(a, rank));
+  if (norm.some((a) => a === null)) return unsupported(w, node, `has axes ${JSON.stringify(axes)} outside rank ${rank}`);
+  const j = norm.indexOf(x.axis);
+  const C = w.sizeOf(x.cls);
+  if (j >= 0) {
+    const whole = starts !== null && ends !== null && (steps === null || steps[j] === 1) && (starts[j] === 0 || starts[j] <= -C) && ends[j] >= C;
+    if (!whole) return unsupported(w, node, 'slices the channel axis (the permutation would act on a segment of it)');
+  }
+  const shape = x.shape.map((d, i) => (i === x.axis ? C : norm.includes(i) ? null : d));
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+}
+
+/** Split along another axis gives pieces with the same channels; along the channels, segments. */
+function handleSplit(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  if (x.shape === null) return unsupported(w, node, 'splits an activation of unknown rank');
+  const a = normAxis(attrInt(node, 'axis', 0), x.shape.length);
+  if (a === null || a === x.axis) return unsupported(w, node, 'splits the channel axis into segments');
+  const shape = x.shape.map((d, i) => (i === a ? null : d));
+  for (const o of node.outputs) w.set(o, { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+}
+
+/** Padding other axes keeps the channels (the pad value is one scalar for every channel). */
+function handlePad(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  if (x.shape === null) return unsupported(w, node, 'pads an activation of unknown rank');
+  const rank = x.shape.length;
+  const pads = attrInts(node, 'pads') ?? knownInts(w, node.inputs[1]);
+  if (pads === null) return unsupported(w, node, 'pads by amounts computed at run time');
+  const axesGiven = node.inputs[3] !== undefined && node.inputs[3] !== '';
+  const axes = axesGiven ? knownInts(w, node.inputs[3]) : Array.from({ length: rank }, (_, i) => i);
+  if (axes === null) return unsupported(w, node, 'pads axes computed at run time');
+  const n = axes.length;
+  if (pads.length !== 2 * n) return unsupported(w, node, `has ${pads.length} pads for ${n} axes`);
+  const fill = node.inputs[2] !== undefined && node.inputs[2] !== '' ? w.get(node.inputs[2], node) : null;
+  if (fill !== null && fill.kind === 'chan') return unsupported(w, node, 'pads with a value computed from the channels');
+  const shape = [...x.shape];
+  for (let j = 0; j < n; j++) {
+    const a = normAxis(axes[j], rank);
+    if (a === null) return unsupported(w, node, `pads axis ${axes[j]} outside rank ${rank}`);
+    if (pads[j] === 0 && pads[j + n] === 0) continue;
+    if (a === x.axis) return unsupported(w, node, 'pads the channel axis');
+    shape[a] = shape[a] === null ? null : shape[a]! + pads[j] + pads[j + n];
+  }
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+}
+
+/** Resize/Upsample scale spatial axes; the channel axis must keep its size (scale 1). */
+function handleResize(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  if (x.shape === null) return unsupported(w, node, 'resizes an activation of unknown rank');
+  const rank = x.shape.length;
+  const C = w.sizeOf(x.cls);
+  const upsample = node.opType === 'Upsample';
+  // Float lists decode as numbers too, so attrInts reads the old `scales` attribute.
+  const scales = upsample ? (attrInts(node, 'scales') ?? floatContents(w, node.inputs[1])) : floatContents(w, node.inputs[2]);
+  const sizes = upsample ? null : knownInts(w, node.inputs[3]);
+  const axes = attrInts(node, 'axes')?.map((a) => normAxis(a, rank)) ?? Array.from({ length: rank }, (_, i) => i);
+  const j = axes.indexOf(x.axis);
+  let keeps: boolean;
+  if (scales !== null && scales.length > 0) keeps = j < 0 || scales[j] === 1;
+  else if (sizes !== null && sizes.length > 0) keeps = j < 0 || sizes[j] === C;
+  else return unsupported(w, node, 'resizes by scales or sizes computed at run time');
+  if (!keeps) return unsupported(w, node, 'resizes the channel axis');
+  const shape = x.shape.map((d, i) => (i === x.axis ? C : axes.includes(i) ? (scales !== null && scales.length > 0 && scales[axes.indexOf(i)] === 1 ? d : null) : d));
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+}
+
+/** Tile repeats whole axes: fine unless the channel axis is repeated (the result would hold blocks). */
+function handleTile(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  const repeats = knownInts(w, node.inputs[1]);
+  if (x.shape === null || repeats === null || repeats.length !== x.shape.length) return unsupported(w, node, 'tiles by repeats computed at run time');
+  if (repeats[x.axis] !== 1) return unsupported(w, node, 'repeats the channel axis (the permutation would act on blocks)');
+  const shape = x.shape.map((d, i) => (d === null ? null : d * repeats[i]));
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+}
+
+/**
+ * Expand broadcasts size-1 axes, so an axis of C > 1 channels stays where it is counted from the end (the
+ * result may gain leading axes). A channel axis of size 1 carries no permutation.
+ */
+function handleExpand(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x);
+  if (w.sizeOf(x.cls) === 1) return passThrough(w, node, { kind: 'plain', shape: null, deps: [] });
+  const target = knownInts(w, node.inputs[1]);
+  const shape = target === null ? null : broadcastShapes([x.shape, target]);
+  const end = fromEnd(x);
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: shape === null ? end : shape.length + end, shape }, node);
+}
+
 function handleConstant(w: Walk, node: OnnxNode): void {
   const a = node.attributes;
   let shape: number[] | null = null;
   let ints: number[] | undefined;
+  let floats: number[] | undefined;
   const t = a.value as OnnxTensorValue | undefined;
   if (t !== undefined && typeof t === 'object' && 'kind' in t && t.kind === 'tensor') {
     shape = [...t.shape];
     if (Array.isArray(t.data) && t.data.every((v) => typeof v === 'number')) ints = t.data as number[];
+    else if (t.data instanceof Float32Array && t.data.length <= 64) floats = Array.from(t.data);
   } else if (typeof a.value_int === 'number') {
     shape = [];
     ints = [a.value_int];
   } else if (Array.isArray(a.value_ints)) {
     ints = a.value_ints as number[];
     shape = [ints.length];
-  } else if (typeof a.value_float === 'number') shape = [];
-  else if (Array.isArray(a.value_floats)) shape = [a.value_floats.length];
-  w.set(node.outputs[0], { kind: 'plain', shape, deps: [], constant: true, ...(ints !== undefined ? { ints } : {}) }, node);
+  } else if (typeof a.value_float === 'number') {
+    shape = [];
+    floats = [a.value_float];
+  }
+  else if (Array.isArray(a.value_floats)) {
+    floats = a.value_floats as number[];
+    shape = [floats.length];
+  }
+  w.set(node.outputs[0], { kind: 'plain', shape, deps: [], constant: true, ...(ints !== undefined ? { ints } : {}), ...(floats !== undefined ? { floats } : {}) }, node);
 }
 
 function visit(w: Walk, node: OnnxNode): void {
   const op = node.domain === '' || node.domain === 'ai.onnx' ? node.opType : `${node.domain}.${node.opType}`;
   if (op === 'Constant') return handleConstant(w, node);
+  if (nodeReads(node).length > node.inputs.filter((n) => n !== '').length || subgraphsOf(node).length > 0) {
+    // If/Loop/Scan bodies may read any outer value (a weight, a hidden activation) without naming it as an
+    // input; we do not follow them, so everything they read stays as it is.
+    return unsupported(w, node, 'runs subgraphs (If/Loop/Scan bodies), which the walk does not follow');
+  }
   if (op === 'Identity') {
     // Exporters alias shared weights through Identity: keep it an initializer.
     const x = w.get(node.inputs[0], node);
@@ -725,13 +1178,10 @@ function visit(w: Walk, node: OnnxNode): void {
   }
   if (UNARY.has(op)) {
     const x = w.get(node.inputs[0], node);
-    if (x.kind === 'init') return unsupported(w, node, 'transforms an initializer');
+    if (x.kind === 'init') return viewOrPin(w, node, x);
     return passThrough(w, node, x);
   }
-  if (SHAPE_ONLY.has(op)) {
-    for (const o of node.outputs) w.set(o, { kind: 'plain', shape: null, deps: [] }, node);
-    return;
-  }
+  if (SHAPE_ONLY.has(op)) return handleShape(w, node);
   switch (op) {
     case 'Conv':
       return handleConv(w, node, false);
@@ -758,6 +1208,21 @@ function visit(w: Walk, node: OnnxNode): void {
       return handleSqueeze(w, node, true);
     case 'Concat':
       return handleJoin(w, node, attrInt(node, 'axis', 0));
+    case 'Gather':
+      return handleGather(w, node);
+    case 'Slice':
+      return handleSlice(w, node);
+    case 'Split':
+      return handleSplit(w, node);
+    case 'Pad':
+      return handlePad(w, node);
+    case 'Resize':
+    case 'Upsample':
+      return handleResize(w, node);
+    case 'Tile':
+      return handleTile(w, node);
+    case 'Expand':
+      return handleExpand(w, node);
   }
   if (BINARY.has(op)) return handleJoin(w, node, null);
   if (POOL.has(op)) return handlePool(w, node, false);
@@ -772,13 +1237,13 @@ function visit(w: Walk, node: OnnxNode): void {
  * them (its `<module>.weight` name, else its node scope). Throws an InputError naming the node and op type
  * when an op the walk does not understand touches a channel space that would otherwise be permuted.
  */
-export function specFromOnnx(model: OnnxModel): OnnxSpec {
+export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): OnnxSpec {
   const w = new Walk(model);
   const g = model.graph;
   for (const name of model.initializerNames) {
     const info = model.initializers[name];
     if (isFloatDtype(info.dtype)) {
-      w.values.set(name, { kind: 'init', name, shape: info.shape });
+      w.values.set(name, { kind: 'init', name, shape: info.shape, source: info.shape.map((_, k) => k) });
       continue;
     }
     let ints: readonly number[] | undefined;
@@ -802,16 +1267,25 @@ export function specFromOnnx(model: OnnxModel): OnnxSpec {
     if (v === undefined) throw new InputError(`${model.label}: graph output '${out.name}' is not produced by any node`);
     if (v.kind === 'chan') w.fix(v.cls, `reaches graph output '${out.name}'`);
     else if (v.kind === 'plain') for (const c of v.deps) w.fix(c, `reaches graph output '${out.name}'`);
+    else w.pinInit(v, `is graph output '${out.name}'`);
   }
 
   const bad = w.problems.filter((p) => p.classes.some((c) => !w.isFixed(c)));
-  if (bad.length > 0) {
+  if (bad.length > 0 && options.strict === true) {
     const first = bad[0];
     const more = bad.length > 1 ? ` (and ${bad.length - 1} more: ${bad.slice(1, 4).map((p) => nodeLabel(p.node, false)).join(', ')}${bad.length > 4 ? ', ...' : ''})` : '';
     throw new InputError(
       `${model.label}: cannot derive a permutation spec from the graph: ${nodeLabel(first.node)} ${first.why}${more}; write the spec as a rebasin-spec JSON file and pass it with --spec FILE`,
     );
   }
+  // Partial spec: what an op we do not understand touches stays as it is; the rest is still permuted.
+  for (const p of bad) for (const c of p.classes) w.fix(c, `${nodeLabel(p.node)} ${p.why}`);
+  const unsupported: OnnxUnsupportedNode[] = bad.map((p) => ({
+    node: nodeLabel(p.node, false),
+    opType: p.node.opType,
+    why: p.why,
+    followOn: p.followOn,
+  }));
 
   // Name every permutable class; make the names unique.
   const permOf = new Map<number, string>();
@@ -870,5 +1344,5 @@ export function specFromOnnx(model: OnnxModel): OnnxSpec {
   const firstRoot = (t: string): number => Math.min(last, ...axes[t].map((p) => (p === null ? last : rootOfName.get(p)!)));
   const ordered: Record<string, (string | null)[]> = {};
   for (const t of Object.keys(axes).sort((a, b) => firstRoot(a) - firstRoot(b))) ordered[t] = axes[t];
-  return { spec: specFromAxes(ordered), taps, fixed };
+  return { spec: specFromAxes(ordered), taps, fixed, unsupported };
 }
