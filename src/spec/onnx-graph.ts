@@ -12,10 +12,15 @@
  *     channel permutation when every operand is permuted alike;
  *   - reductions over the channel axis (ReduceMean over channels, Shape) are permutation-invariant, and
  *     pooling, Transpose, Squeeze/Unsqueeze, Flatten/Reshape move the channel axis where they can.
- * A class that comes from a graph input, reaches a graph output, or meets a constant that varies along
- * the channels is fixed: it is never permuted. Every op we do not understand is recorded with the classes
- * it touches; if any of them ends up permutable the derivation fails naming the node and op type, since
- * permuting through an op we cannot reason about could change the network's function.
+ * Initializers are followed through ops that only move their entries or map each on its own (Unsqueeze,
+ * Squeeze, Transpose, Reshape/Flatten adding or dropping size-1 axes, Neg, Cast, ...) as *views* that
+ * remember which initializer axis each of their axes is; through any other op they are pinned (every axis
+ * fixed). Nodes with subgraphs (If/Loop/Scan) read every outer value their bodies use, and are not followed.
+ * A class that comes from a graph input, reaches a graph output, or meets a value that varies along the
+ * channels without being permuted with them is fixed: it is never permuted. Every op we do not understand
+ * is recorded with the classes it touches; by default those classes are fixed too and the node is listed
+ * (a partial spec), and with `strict` the derivation fails naming the node and op type, since permuting
+ * through an op we cannot reason about could change the network's function.
  *
  * Browser-safe: no Node modules.
  */
