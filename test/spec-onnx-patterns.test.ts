@@ -292,3 +292,25 @@ test('Pad, Resize, Slice, Split, Tile and Gather on other axes keep the channels
   await checkInvariance(model, params, derived, feeds, 1e-5, 9);
   await checkBrokenSpecChangesOutputs(model, params, derived.spec, feeds, 9);
 });
+
+test('a one-channel gate multiplied into many channels (spatial attention) broadcasts and leaves them permutable', async () => {
+  const { model, params } = build(
+    'spatial-gate',
+    { 'c1.w': [6, 2, 3, 3], 'g.w': [1, 6, 1, 1], 'c2.w': [3, 6, 1, 1] },
+    [
+      { name: 'c1', op_type: 'Conv', input: ['x', 'c1.w'], output: ['c1o'], attribute: [ints('pads', [1, 1, 1, 1])] },
+      { name: 'r1', op_type: 'Relu', input: ['c1o'], output: ['r1o'] },
+      { name: 'g', op_type: 'Conv', input: ['r1o', 'g.w'], output: ['go'] },
+      { name: 'sig', op_type: 'Sigmoid', input: ['go'], output: ['gate'] },
+      { name: 'mul', op_type: 'Mul', input: ['r1o', 'gate'], output: ['m'] },
+      { name: 'c2', op_type: 'Conv', input: ['m', 'c2.w'], output: ['y'] },
+    ],
+    vi('x', ['N', 2, 4, 4]),
+    vi('y', ['N', 3, 4, 4]),
+  );
+  const derived = specFromOnnx(model, { strict: true });
+  assert.deepEqual(partition(derived.spec), ['c1.w:0 c2.w:1 g.w:1']);
+  const feeds = { x: randomInput([2, 2, 4, 4], 10) };
+  await checkInvariance(model, params, derived, feeds, 1e-5, 10);
+  await checkBrokenSpecChangesOutputs(model, params, derived.spec, feeds, 10);
+});

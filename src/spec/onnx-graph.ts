@@ -665,7 +665,12 @@ function broadcastShapes(shapes: readonly (readonly Dim[] | null)[]): Dim[] | nu
  * constant or unpermuted activation that varies along the channels fixes the class.
  */
 function handleJoin(w: Walk, node: OnnxNode, concatAxis: number | null): void {
-  const named = node.inputs.filter((n) => n !== '').map((n) => ({ name: n, v: w.get(n, node) }));
+  let named = node.inputs.filter((n) => n !== '').map((n): { name: string; v: Value } => ({ name: n, v: w.get(n, node) }));
+  if (concatAxis === null && named.some((x) => x.v.kind === 'chan' && w.sizeOf(x.v.cls) > 1)) {
+    // A one-channel operand (a spatial gate) broadcasts over the channels: its only permutation is the
+    // identity, so it joins like any other value that is constant along the channels.
+    named = named.map((x) => (x.v.kind === 'chan' && w.sizeOf(x.v.cls) === 1 ? { name: x.name, v: { kind: 'plain', shape: x.v.shape, deps: [] } } : x));
+  }
   const chans = named.filter((x): x is { name: string; v: ChanValue } => x.v.kind === 'chan');
   if (chans.length === 0) {
     // No channels here; an initializer combined into something else must keep its entries where they are.
@@ -1307,7 +1312,9 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   };
   // Order permutations by their first layer, so the spec reads in graph order.
   const entries = [...w.initAxes.entries()].sort((a, b) => w.find(a[1]) - w.find(b[1]));
-  for (const [, cls] of entries) if (!w.isFixed(cls)) nameFor(w.find(cls));
+  // A one-channel space has no permutation but the identity: it is left out (neither permuted nor listed).
+  const permutable = (cls: number): boolean => !w.isFixed(cls) && w.sizeOf(cls) > 1;
+  for (const [, cls] of entries) if (permutable(cls)) nameFor(w.find(cls));
 
   const axes: Record<string, (string | null)[]> = {};
   for (const name of model.initializerNames) {
@@ -1323,7 +1330,7 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
       const list = fixedGroups.get(root) ?? [];
       list.push({ tensor, axis });
       fixedGroups.set(root, list);
-    } else {
+    } else if (permutable(root)) {
       axes[tensor][axis] = nameFor(root);
     }
   }
@@ -1331,7 +1338,7 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   const taps: Record<string, OnnxTap> = {};
   const best = new Map<string, { score: number; known: boolean }>();
   for (const t of w.tapCandidates) {
-    if (w.isFixed(t.cls)) continue;
+    if (!permutable(t.cls)) continue;
     const p = nameFor(w.find(t.cls));
     const known = t.axis >= 0;
     const prev = best.get(p);
