@@ -15,9 +15,8 @@
  * permutation the spec allowed changed what the network computes: a bug in the walk. Below the table,
  * per model: why channel spaces were fixed, and the unsupported nodes by name.
  *
- * A model whose float weights sit mostly in Constant nodes (paddle2onnx exports) gets a second row, the same
- * graph with those Constants rewritten as initializers ("[Constants → initializers]", a bench-only rewrite),
- * so the walk is also tried on its layers. A row "[fed from VALUE]" is the graph with VALUE made a graph input
+ * Models are read as the CLI reads them (readOnnxFile): float weights that paddle2onnx-style exports keep in
+ * Constant nodes are read as initializers (liftConstantWeights), so the walk sees their layers. A row "[fed from VALUE]" is the graph with VALUE made a graph input
  * and the nodes that only computed it removed (a bench-only rewrite; the KNOWN table below names such cuts
  * for known models, e.g. Silero's encoder and LSTM decoder without the STFT front end), so the walk is tried on
  * the rest of a graph whose front end stops it. "CLI refuses the file" marks a model the CLI's reader
@@ -32,7 +31,6 @@
  *     --int NAME=V      fill integer input NAME with V (default 0, or the table's value)
  *     --dim NAME=N      value of symbolic dimension NAME (default 1 for batch-like dims, else 64)
  *     --details N       fixed reasons / unsupported nodes listed per model (default 6; 0: table only)
- *     --no-lift         no second row for models whose weights are Constant nodes (see below)
  *     --feed VALUE      also try each graph fed from its value VALUE (needs --shape VALUE=...; see below)
  *
  * Exits 1 if any model's function was not preserved.
@@ -132,8 +130,6 @@ interface Options {
   shapes: Record<string, number[]>;
   ints: Record<string, number>;
   dims: Record<string, number>;
-  /** Also try models whose weights are Constant nodes with those lifted to initializers. */
-  lift: boolean;
   /** Values to feed the graph from (feedFrom), for every file given. */
   feeds: string[];
 }
@@ -203,28 +199,6 @@ function constantFloats(g: OnnxGraph): { count: number; values: number } {
     values += n;
   }
   return { count, values };
-}
-
-/**
- * The model with every top-level float Constant node of more than one value turned into an initializer of
- * the same name (what paddle2onnx-style exports would look like with their weights as initializers), so
- * the walk can be tried on such graphs. Not something rebasin does: a bench-only rewrite.
- */
-export function liftConstants(model: OnnxModel): OnnxModel {
-  const obj = onnxToObject(model) as { graph: { node?: Record<string, unknown>[]; initializer?: unknown[] } };
-  const FLOAT = new Set([1, 10, 11, 16]); // FLOAT, FLOAT16, DOUBLE, BFLOAT16
-  const nodes: Record<string, unknown>[] = [];
-  const inits = obj.graph.initializer ?? [];
-  for (const n of obj.graph.node ?? []) {
-    const attrs = (n.attribute ?? []) as { name?: string; t?: { dims?: string[]; data_type?: number } }[];
-    const t = n.op_type === 'Constant' && attrs.length === 1 && attrs[0].name === 'value' ? attrs[0].t : undefined;
-    const size = (t?.dims ?? []).reduce((a, d) => a * Number(d), 1);
-    if (t !== undefined && FLOAT.has(t.data_type ?? 0) && size > 1) inits.push({ ...t, name: (n.output as string[])[0] });
-    else nodes.push(n);
-  }
-  obj.graph.node = nodes;
-  obj.graph.initializer = inits;
-  return onnxModelFromObject(obj, `${model.label} [Constants → initializers]`);
 }
 
 interface ProtoGraph {
@@ -433,8 +407,8 @@ async function coverageOfModel(model: OnnxModel, params: Params, meta: Meta, kno
 }
 
 /**
- * The rows of one model file: the model as it is, and, when most of its weights sit in Constant nodes
- * (paddle2onnx exports), the same graph with those lifted to initializers (`opts.lift`).
+ * The rows of one model file: the model as the CLI reads it, and the same graph fed from each value the
+ * KNOWN table or --feed names.
  */
 export async function coverageOf(file: string, opts: Options): Promise<CoverageRow[]> {
   let known: Known | undefined;
@@ -458,12 +432,6 @@ export async function coverageOf(file: string, opts: Options): Promise<CoverageR
     return [emptyRow(meta, 'unreadable', (e as Error).message)];
   }
   const rows = [await coverageOfModel(model, params, meta, known, opts)];
-  const consts = constantFloats(model.graph);
-  if (opts.lift && consts.values > rows[0].initValues.values) {
-    const lifted = liftConstants(model);
-    const liftedMeta = { ...meta, label: `${meta.label} [Constants → initializers]`, cli: '–' };
-    rows.push(await coverageOfModel(lifted, onnxParams(lifted), liftedMeta, known, opts));
-  }
   const feeds = [...(known?.feeds ?? []), ...opts.feeds.map((value) => ({ value, shape: opts.shapes[value] }))];
   for (const { value, shape } of feeds) {
     const fedMeta = { ...meta, label: `${meta.label} [fed from ${value}]`, cli: '–' };
@@ -535,7 +503,7 @@ export function formatCoverage(rows: readonly CoverageRow[], details: number): s
 }
 
 function parseArgs(args: readonly string[]): { files: string[]; opts: Options } {
-  const opts: Options = { seed: 1, draws: 2, details: 6, shapes: {}, ints: {}, dims: {}, lift: true, feeds: [] };
+  const opts: Options = { seed: 1, draws: 2, details: 6, shapes: {}, ints: {}, dims: {}, feeds: [] };
   const files: string[] = [];
   const pair = (s: string, flag: string): [string, string] => {
     const i = s.lastIndexOf('=');
@@ -552,7 +520,6 @@ function parseArgs(args: readonly string[]): { files: string[]; opts: Options } 
     if (a === '--seed') opts.seed = Number(next());
     else if (a === '--inputs') opts.draws = Math.max(1, Number(next()));
     else if (a === '--details') opts.details = Number(next());
-    else if (a === '--no-lift') opts.lift = false;
     else if (a === '--feed') opts.feeds.push(next());
     else if (a === '--shape') {
       const [k, v] = pair(next(), a);

@@ -57,12 +57,16 @@ export function readModel(path: string): ModelFile {
   return { path, format, params, files, onnx: model };
 }
 
-/** NaN or infinite weights make every later number meaningless: name the first one found. */
+/**
+ * NaN or infinite weights make every later number meaningless: name the first one found. A one-value tensor
+ * may be an infinite bound (Clip's max = +Inf, as openWakeWord's melspectrogram has); NaN is never allowed.
+ */
 function assertFinite(path: string, params: Params): void {
   for (const [name, t] of Object.entries(params)) {
     const d = t.data;
+    const bound = d.length === 1;
     for (let i = 0; i < d.length; i++) {
-      if (!Number.isFinite(d[i])) throw new InputError(`${path}: tensor '${name}' holds ${d[i]} at flat index ${i}; weights must be finite numbers`);
+      if (!Number.isFinite(d[i]) && !(bound && Math.abs(d[i]) === Infinity)) throw new InputError(`${path}: tensor '${name}' holds ${d[i]} at flat index ${i}; weights must be finite numbers`);
     }
   }
 }

@@ -13,6 +13,7 @@ import {
   type OnnxModel,
   internalizeExternal,
   isFloatDtype,
+  liftConstantWeights,
   onnxParams,
   parseOnnx,
   rawDataLength,
@@ -113,7 +114,8 @@ export function readOnnxFile(path: string): OnnxFile {
   const parsed = parseOnnx(bytes, path);
   const r = fileResolver(path);
   try {
-    const model = internalizeExternal(parsed, r.resolve);
+    // Weights some exporters keep in Constant nodes are read as initializers (see liftConstantWeights).
+    const model = liftConstantWeights(internalizeExternal(parsed, r.resolve));
     return { model, params: onnxParams(model), files: [path, ...r.files] };
   } finally {
     r.close();

@@ -21,6 +21,7 @@ import {
   isFloatDtype,
   onnxInitializerValue,
   onnxParams,
+  liftConstantWeights,
   parseOnnx,
   rawDataLength,
   serializeOnnx,
@@ -66,7 +67,8 @@ export function parseOnnxFile(path: string): OnnxModel {
     if (e instanceof InputError) throw e;
     throw new InputError(`cannot read ONNX model '${path}' (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
-  return parseOnnx(bytes, path);
+  // As readOnnxFile: weights in Constant nodes are read as initializers.
+  return liftConstantWeights(parseOnnx(bytes, path));
 }
 
 export interface OnnxStore {

@@ -702,6 +702,33 @@ function withGraph(model: OnnxModel, graphChanges: Record<string, unknown>, layo
   return buildModel(proto, model.label, layout);
 }
 
+const FLOAT_TYPES = new Set([1, 10, 11, 16]); // FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+/**
+ * The model with the float weights that some exporters keep in top-level Constant nodes (paddle2onnx does)
+ * turned into initializers of the same name, so they are permuted, averaged and written like any other
+ * weight; the graph computes the same. Scalars (epsilons, clip bounds) stay Constant nodes. Models from
+ * before IR version 4 (initializers had to be graph inputs there) and models without such nodes are
+ * returned as they are.
+ */
+export function liftConstantWeights(model: OnnxModel): OnnxModel {
+  const g = model.proto.graph as GraphProto;
+  if (model.irVersion < 4) return model;
+  const nodes: NodeProto[] = [];
+  const lifted: TensorProto[] = [];
+  for (const n of g.node ?? []) {
+    const attrs = n.attribute ?? [];
+    const t = n.op_type === 'Constant' && (n.domain ?? '') === '' && attrs.length === 1 && attrs[0].name === 'value' ? attrs[0].t : undefined;
+    const size = (t?.dims ?? []).reduce((a: number, d) => a * Number(d), 1);
+    const out = n.output?.[0];
+    if (t !== undefined && t !== null && FLOAT_TYPES.has(t.data_type ?? 0) && size > 1 && out !== undefined && out !== '' && n.output!.length === 1) {
+      lifted.push(cloneMessage(t, { name: out }));
+    } else nodes.push(n);
+  }
+  if (lifted.length === 0) return model;
+  return withGraph(model, { node: nodes, initializer: [...(g.initializer ?? []), ...lifted] });
+}
+
 /**
  * A model whose externally stored initializers carry their bytes in raw_data instead (external_data and
  * data_location removed), so it no longer depends on any file. `layout` stays 'external'.
