@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { applyPermutation, churn } from '../permute.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
 import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike, type ModelFile } from './model-file.js';
-import { assertOutputs, dataFiles, resolveSpec } from './resolve.js';
+import { assertOutputs, dataFiles, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { assertSameFunction, assertSameFunctionStreamed, type FunctionCheckSummary } from './function-check.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
 import { weightMatchingFrom } from '../match/weight-matching.js';
@@ -26,19 +27,44 @@ interface AlignOutcome extends MatchOutcome {
   written: string[];
   specSource: string;
   inputs: string[];
+  /** The spec permutes nothing: the output is B unchanged. */
+  nothingToPermute: boolean;
+  functionCheck: FunctionCheckSummary;
+}
+
+/**
+ * What align says about the spec before matching: a partial spec (channel spaces left fixed around ops the
+ * derivation does not understand) and a spec that permutes nothing at all (then the output is B itself).
+ */
+function announceSpec(ctx: Context, spec: ResolvedSpec, a: string, b: string): boolean {
+  const note = partialSpecNote(spec, a);
+  if (note !== null) ctx.warn(note);
+  const nothing = specPermutesNothing(spec);
+  if (nothing) ctx.warn(`the spec (${spec.source}) permutes nothing: every channel space is fixed, so the output is ${b} unchanged`);
+  return nothing;
 }
 
 /** The usual path: both models in memory, any format and method. */
 async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFlags): Promise<AlignOutcome> {
   const models = readModels([a, b]);
-  const spec = resolveSpec(flags.spec, models);
-  const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' ? flags.data : undefined)];
+  // B keeps its own graph (and its own Constant values): only the structure must be A's.
+  const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: false });
+  const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' && !specPermutesNothing(spec) ? flags.data : undefined)];
   assertOutputs([...modelOutputs(models[1], flags.output), flags.perms], inputs);
   assertModelName(models[1], flags.output);
-  const result = await alignmentPerms(ctx, models[0], models[1], spec, flags);
+  const nothingToPermute = announceSpec(ctx, spec, a, b);
+  const result: MatchOutcome = nothingToPermute ? { perms: {} } : await alignmentPerms(ctx, models[0], models[1], spec, flags);
   const aligned = applyPermutation(spec.spec, result.perms, models[1].params);
+  // Before writing: P(B) must compute what B computes (ONNX; safetensors carry no graph to run).
+  const functionCheck = nothingToPermute
+    ? ({ status: 'not applicable', reason: 'nothing was permuted' } as const)
+    : await assertSameFunction(ctx, models[1], [{ label: b, reference: models[1].params, candidate: aligned }], {
+        seed: flags.seed,
+        output: flags.output,
+        specSource: spec.source,
+      });
   const written = writeModelLike(models[1], aligned, flags.output, inputs);
-  return { ...result, written, specSource: spec.source, inputs };
+  return { ...result, written, specSource: spec.source, inputs, nothingToPermute, functionCheck };
 }
 
 /**
@@ -67,28 +93,36 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
         files: s.files ?? [[a, b][i]],
         ...(s.model !== undefined ? { onnx: s.model } : {}),
       }));
-      const spec = resolveSpec(flags.spec, stubs);
+      const spec = resolveSpec(flags.spec, stubs, { strict: flags.strict, averages: false });
       const inputs = [...stubs.flatMap((m) => m.files), ...spec.files];
       assertOutputs([...modelOutputs(stubs[1], flags.output), flags.perms], inputs);
       assertModelName(stubs[1], flags.output);
-      const r = await weightMatchingFrom({
-        spec: spec.spec,
-        sourceA,
-        sourceB,
-        seed: flags.seed,
-        maxIter: flags.maxIter,
-        score: flags.method === 'cosine' ? 'cosine' : 'dot',
-        engine: await ctx.engine(),
-        onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
-      });
+      const nothingToPermute = announceSpec(ctx, spec, a, b);
+      const r: MatchOutcome = nothingToPermute
+        ? { perms: {} }
+        : await weightMatchingFrom({
+            spec: spec.spec,
+            sourceA,
+            sourceB,
+            seed: flags.seed,
+            maxIter: flags.maxIter,
+            score: flags.method === 'cosine' ? 'cosine' : 'dot',
+            engine: await ctx.engine(),
+            onProgress: (e) => ctx.progress.update(`weight matching, pass ${e.pass + 1}: ${e.perm}`, e.step + 1, e.stepsPerPass),
+          });
       ctx.progress.done();
+      let functionCheck: FunctionCheckSummary = { status: 'not applicable', reason: nothingToPermute ? 'nothing was permuted' : 'safetensors files carry no graph to run' };
+      if (format === 'onnx' && !nothingToPermute) {
+        const floatBytes = Object.values(stubs[1].params).reduce((n, t) => n + 4 * t.shape.reduce((x, y) => x * y, 1), 0);
+        functionCheck = await assertSameFunctionStreamed(ctx, b, floatBytes, spec.spec, r.perms, { seed: flags.seed, output: flags.output, specSource: spec.source });
+      }
       let written: string[];
       if (format === 'onnx') written = writePermutedOnnx(b, flags.output, spec.spec, r.perms, { inputs });
       else {
         writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
         written = [flags.output];
       }
-      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written, specSource: spec.source, inputs };
+      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written, specSource: spec.source, inputs, nothingToPermute, functionCheck };
     } finally {
       sourceB.close();
     }
@@ -99,7 +133,9 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
 
 export function alignCommand(globals: () => GlobalOptions): Command {
   return withMatchingOptions(new Command('align')
-    .description("permute model B's hidden units to line up with model A's and write the aligned B (same function as B)")
+    .description(
+      "permute model B's hidden units to line up with model A's and write the aligned B (same function as B). ONNX: B's graph must be A's, and the aligned B is run against B on a probe batch before it is written (exit 2 if they differ)",
+    )
     .argument('<A>', 'reference model (.onnx or .safetensors)')
     .argument('<B>', 'model to align (same architecture)')
     .requiredOption('-o, --output <file>', 'where to write the aligned B (format of B)'))
@@ -108,7 +144,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
     .option('--json', 'print the result as JSON')
-    .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching)')
+    .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching; the function check runs for models up to 128 MiB of weights and is reported skipped above)')
     .action(async (a: string, b: string, flags: AlignFlags) => {
       const g = globals();
       const ctx = makeContext(g);
@@ -128,9 +164,13 @@ export function alignCommand(globals: () => GlobalOptions): Command {
         objectiveBefore: result.objectiveBefore ?? null,
         objectiveAfter: result.objectiveAfter ?? null,
         churn: Object.fromEntries(Object.entries(result.perms).map(([k, p]) => [k, churn(p)])),
+        unchanged: result.nothingToPermute,
+        functionCheck: result.functionCheck,
       };
       if (flags.json) ctx.out(JSON.stringify(summary, null, 2));
-      else {
+      else if (result.nothingToPermute) {
+        ctx.out(`nothing to align: the spec (${result.specSource}) permutes no channel space; wrote ${b} unchanged -> ${written.join(', ')}`);
+      } else {
         ctx.out(`aligned ${b} to ${a} (${flags.method} matching, spec: ${result.specSource}) -> ${written.join(', ')}`);
         if (result.iterations !== undefined) ctx.out(`  ${result.iterations} passes, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);
         for (const [name, c] of Object.entries(summary.churn)) ctx.out(`  ${name.padEnd(28)} ${String(result.perms[name].length).padStart(6)} units  ${(100 * c).toFixed(1).padStart(5)}% moved`);

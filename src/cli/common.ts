@@ -22,6 +22,8 @@ export interface Context {
   out: (text: string) => void;
   /** Informational lines (not results): stderr, silenced by --quiet. */
   info: (text: string) => void;
+  /** Warnings (something was skipped or left out, the user should know): stderr, even with --quiet. */
+  warn: (text: string) => void;
 }
 
 export function makeContext(g: GlobalOptions): Context {
@@ -33,6 +35,9 @@ export function makeContext(g: GlobalOptions): Context {
     out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
     info: (text) => {
       if (!g.quiet) process.stderr.write(`${text}\n`);
+    },
+    warn: (text) => {
+      process.stderr.write(`rebasin: warning: ${text}\n`);
     },
   };
 }

@@ -27,7 +27,7 @@ export function buildProgram(): Command {
   const program = new Command('rebasin')
     .description('Align the hidden units of independently trained networks (Git Re-Basin), measure the loss barrier, and merge them.')
     .version(packageVersion())
-    .option('-q, --quiet', 'no progress or messages on stderr')
+    .option('-q, --quiet', 'no progress or informational messages on stderr (warnings still print)')
     .option('--debug', 'show stack traces for errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();

@@ -16,6 +16,8 @@ export interface MatchFlags {
   data?: string;
   probe: number;
   scale?: number;
+  /** --strict: refuse a graph the spec derivation does not fully understand (no partial spec). */
+  strict?: boolean;
 }
 
 export interface MatchOutcome {
@@ -27,13 +29,18 @@ export interface MatchOutcome {
 
 export const METHODS = ['weight', 'cosine', 'activation'] as const;
 
+/** --strict, on every command that resolves a spec. */
+export const STRICT_HELP =
+  "with --spec auto on ONNX: refuse a graph with an op the spec derivation does not understand, instead of leaving the channel spaces it touches unpermuted (a partial spec)";
+
 /** The options every command that aligns shares: --method, --spec, --seed, --max-iter. */
 export function withMatchingOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--method <m>', 'how to align B to A').choices(METHODS).default('weight'))
     .option('--spec <s>', 'auto (from the ONNX graph or state-dict names) | mlp | resnet | vgg | a spec JSON file', 'auto')
     .option('--seed <n>', 'seed of the matching order, of the random permutation in the invariance check, and of --data synthetic', parseIntOption('--seed', 0), 0)
-    .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100);
+    .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100)
+    .option('--strict', STRICT_HELP);
 }
 
 export async function alignmentPerms(ctx: Context, a: ModelFile, b: ModelFile, spec: ResolvedSpec, flags: MatchFlags, probe?: ProbeBatch): Promise<MatchOutcome> {

@@ -14,7 +14,8 @@ import { applyPermutation } from '../permute.js';
 import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
 import { assertModelName, modelOutputs, readModels, writeModelLike, type ModelFile } from './model-file.js';
-import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec, type ResolvedSpec } from './resolve.js';
+import { assertOutputs, dataFiles, partialSpecNote, resolveData, resolveRunner, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { assertSameFunction } from './function-check.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
@@ -126,6 +127,7 @@ export function describeCorrections(corrections: readonly LayerCorrection[]): st
 
 async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, flags: MergeFlags, probe?: ProbeBatch): Promise<{ aligned: Params[]; how: string }> {
   if (!flags.align) return { aligned: models.map((m) => m.params), how: 'not aligned' };
+  if (specPermutesNothing(spec)) return { aligned: models.map((m) => m.params), how: 'not aligned: the spec permutes nothing' };
   if (models.length > 2 && flags.method !== 'activation') {
     ctx.info(`aligning ${models.length} models into one basin (MergeMany, ${flags.method} matching)`);
     const r = await mergeMany({
@@ -154,7 +156,9 @@ async function alignAll(ctx: Context, models: ModelFile[], spec: ResolvedSpec, f
 
 export function mergeCommand(globals: () => GlobalOptions): Command {
   return withMatchingOptions(new Command('merge')
-    .description('align models into one basin and merge them: (1-alpha)·A + alpha·P(B) for two, the average for more')
+    .description(
+      'align models into one basin and merge them: (1-alpha)·A + alpha·P(B) for two, the average for more. ONNX: every graph must be the first one\'s, Constant node values included, and each aligned model is run against its original on a probe batch before anything is written (exit 2 if they differ)',
+    )
     .argument('<models...>', 'two or more models of one architecture (.onnx or .safetensors)')
     .requiredOption('-o, --output <file>', 'where to write the merged model (format of the first model)')
     .option('--alpha <a>', 'interpolation weight of B for two models', parseFloatOption('--alpha', 0, 1), 0.5)
@@ -173,10 +177,16 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       const g = globals();
       const ctx = makeContext(g);
       const models = readModels(paths);
-      const spec = resolveSpec(flags.spec, models);
+      // The merge is written into the first model's graph: every graph must be it, Constant values included.
+      const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: true });
       const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
       assertOutputs(modelOutputs(models[0], flags.output), inputs);
       assertModelName(models[0], flags.output);
+      if (flags.align) {
+        const note = partialSpecNote(spec, paths[0]);
+        if (note !== null) ctx.warn(note);
+        if (specPermutesNothing(spec)) ctx.warn(`the spec (${spec.source}) permutes nothing: every channel space is fixed, so this merge averages unaligned models`);
+      }
       const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale }) : null;
 
       const engine = await ctx.engine();
@@ -191,6 +201,10 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       let corrections: LayerCorrection[] = [];
       try {
         ({ aligned, how } = await alignAll(ctx, models, spec, flags, probe));
+        // Before anything is written: each aligned model must compute what its model computes. The graphs
+        // are one (resolveSpec compared them), so the first model's serves every check.
+        const permuted = models.map((m, i) => ({ label: m.path, reference: m.params, candidate: aligned[i] })).filter((r) => r.candidate !== r.reference);
+        await assertSameFunction(ctx, models[0], permuted, { seed: flags.seed, examples: probe, output: flags.output, specSource: spec.source });
         const weights = aligned.length === 2 ? [1 - flags.alpha, flags.alpha] : aligned.map(() => 1 / aligned.length);
         plain = aligned.length === 2 ? interpolate(aligned[0], aligned[1], flags.alpha) : averageParams(aligned);
         merged = plain;

@@ -37,6 +37,7 @@ interface MeasureFlags {
   align?: boolean;
   repair?: boolean;
   repairMode?: string;
+  strict?: boolean;
 }
 
 function measureOptions(cmd: Command): Command {
@@ -53,7 +54,8 @@ function measureOptions(cmd: Command): Command {
 async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean, outputs: (string | undefined)[] = []) {
   const ctx = makeContext(g);
   const models = readModels(paths);
-  const spec = resolveSpec(flags.spec, models);
+  // Both endpoints are evaluated on A's graph and interpolated: B's graph must be A's, Constant values included.
+  const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: true });
   // Before any work: no output may land on a file this command reads.
   const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
   assertOutputs(outputs, inputs);

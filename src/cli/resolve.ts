@@ -7,7 +7,9 @@ import type { Params } from '../tensor.js';
 import { validateSpec, type PermutationSpec } from '../spec/spec.js';
 import { autoSpec, builtinSpec, inferMlp, BUILTIN_KINDS, type BuiltinKind } from '../spec/auto.js';
 import { specFromJson } from '../spec/json.js';
-import { specFromOnnx } from '../spec/onnx-graph.js';
+import { specFromOnnx, type OnnxFixedAxes, type OnnxUnsupportedNode } from '../spec/onnx-graph.js';
+import { specToJson } from '../spec/json.js';
+import { assertSameOnnxGraph } from '../io/onnx-compare.js';
 import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
 import { datasetFiles, loadDataset } from '../data/load.js';
@@ -26,16 +28,53 @@ export interface ResolvedSpec {
   source: string;
   /** For activation matching on ONNX graphs: the value carrying each permutation. */
   taps?: Record<string, { value: string; axis: number }>;
+  /** Specs derived from an ONNX graph: the channel spaces left unpermuted, and why. */
+  fixed?: readonly OnnxFixedAxes[];
+  /** Specs derived from an ONNX graph: nodes the derivation does not understand (their spaces are fixed). */
+  unsupported?: readonly OnnxUnsupportedNode[];
 }
 
-/** --spec auto|mlp|resnet|vgg|FILE, validated against every model. */
-export function resolveSpec(choice: string, models: readonly ModelFile[]): ResolvedSpec {
+export interface ResolveSpecOptions {
+  /** --strict: refuse a graph with nodes the derivation does not understand instead of a partial spec. */
+  strict?: boolean;
+  /**
+   * The command averages or interpolates the models (merge, barrier, report): float values held in the
+   * graph itself (Constant nodes) must then be equal too, as only initializers are averaged.
+   */
+  averages?: boolean;
+}
+
+/**
+ * Every ONNX model's graph must be the first one's (io/onnx-compare.ts): the spec is derived from one graph
+ * and applied to all, and merged weights are written into the first model's graph. Checked before any work.
+ */
+export function assertSameGraphs(models: readonly ModelFile[], options: { averages: boolean }): void {
   const first = models[0];
+  if (first?.onnx === undefined) return;
+  for (const m of models.slice(1)) if (m.onnx !== undefined) assertSameOnnxGraph(first.onnx, m.onnx, options);
+}
+
+/**
+ * --spec auto|mlp|resnet|vgg|FILE, validated against every model. ONNX models are first compared with the
+ * first one (assertSameGraphs); a spec derived from the graph is derived from each model's and must agree.
+ */
+export function resolveSpec(choice: string, models: readonly ModelFile[], options: ResolveSpecOptions = {}): ResolvedSpec {
+  const first = models[0];
+  assertSameGraphs(models, { averages: options.averages ?? false });
   let resolved: ResolvedSpec;
   if (choice === 'auto') {
     if (first.onnx) {
-      const { spec, taps } = specFromOnnx(first.onnx);
-      resolved = { spec, taps, source: 'onnx graph', files: [] };
+      const strict = options.strict ?? false;
+      const { spec, taps, fixed, unsupported } = specFromOnnx(first.onnx, { strict });
+      // Identical graphs give identical specs; deriving each is cheap (milliseconds) and makes sure of it.
+      const json = specToJson(spec);
+      for (const m of models.slice(1)) {
+        if (m.onnx === undefined) continue;
+        if (specToJson(specFromOnnx(m.onnx, { strict }).spec) !== json) {
+          throw new InputError(`${m.path}: the permutation spec derived from its graph differs from the one derived from ${first.path}; align models of one architecture, or give the spec with --spec FILE`);
+        }
+      }
+      resolved = { spec, taps, fixed, unsupported, source: 'onnx graph', files: [] };
     } else {
       const { kind, spec } = autoSpec(first.params);
       resolved = { spec, source: kind, files: [] };
@@ -47,6 +86,35 @@ export function resolveSpec(choice: string, models: readonly ModelFile[]): Resol
   }
   validateSpec(resolved.spec, ...models.map((m) => ({ label: m.path, params: m.params })));
   return resolved;
+}
+
+/** Whether the spec permutes anything at all. */
+export function specPermutesNothing(spec: ResolvedSpec): boolean {
+  return Object.keys(spec.spec.permToAxes).length === 0;
+}
+
+/**
+ * The fixed channel spaces a partial spec owes to unsupported nodes: those whose reason names one of them
+ * (the node itself, an initializer it uses) or a value computed by one.
+ */
+export function fixedByUnsupported(spec: ResolvedSpec): OnnxFixedAxes[] {
+  const nodes = (spec.unsupported ?? []).map((u) => u.node);
+  return (spec.fixed ?? []).filter((f) => nodes.some((n) => f.reason.includes(n)) || f.reason.includes('unsupported op'));
+}
+
+/**
+ * One line for align/merge when the derived spec is partial: how many channel spaces were left fixed and
+ * which nodes caused it (follow-on nodes left out); null when the spec is complete.
+ */
+export function partialSpecNote(spec: ResolvedSpec, modelPath: string): string | null {
+  const unsupported = spec.unsupported ?? [];
+  if (unsupported.length === 0) return null;
+  const causes = unsupported.filter((u) => !u.followOn);
+  const shown = (causes.length > 0 ? causes : unsupported).map((u) => u.node);
+  const list = shown.slice(0, 3).join(', ') + (shown.length > 3 ? `, ... (${shown.length} in all)` : '');
+  const followOn = unsupported.length - causes.length;
+  const n = fixedByUnsupported(spec).length;
+  return `partial spec: ${n} channel space${n === 1 ? '' : 's'} left fixed (${shown.length} unsupported node${shown.length === 1 ? '' : 's'}: ${list}${followOn > 0 && causes.length > 0 ? `; ${followOn} more after them` : ''}); see \`rebasin spec ${modelPath}\``;
 }
 
 /** A runner that evaluates params of `model`'s architecture: its ONNX graph, or the built-in MLP. */

@@ -12,8 +12,13 @@
  *       "layer0.weight": ["P_0", null],   one entry per axis of the tensor, in order:
  *       "layer0.bias": ["P_0"],           the permutation acting on it, or null
  *       "layer1.weight": [null, "P_0"]
- *     }
+ *     },
+ *     "notes": {...}                      (optional, informational: ignored when read)
  *   }
+ *
+ * `notes` is what `rebasin spec MODEL --json` says about a spec derived from an ONNX graph: the channel
+ * spaces left fixed and why (`fixed`), and the nodes the derivation did not understand (`unsupported`).
+ * Reading ignores it (what is permuted is `axes` alone), so the file stays valid after editing `axes`.
  *
  * Tensors the spec does not list are never permuted. A permutation may appear at most once per tensor;
  * every axis it touches must have the same length (checked against the params when they are loaded).
@@ -31,6 +36,8 @@ export const SPEC_VERSION = 1;
 export interface SpecJsonOptions {
   kind?: string;
   description?: string;
+  /** Informational notes written after `axes` (one item per line); ignored when read. */
+  notes?: Record<string, readonly unknown[]>;
 }
 
 /** The canonical JSON text of a spec: one tensor per line, so diffs and reviews stay readable. */
@@ -42,7 +49,14 @@ export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {})
     ([tensor, perms]) => `    ${JSON.stringify(tensor)}: [${perms.map((p) => JSON.stringify(p)).join(', ')}]`,
   );
   const axes = rows.length === 0 ? '  "axes": {}' : `  "axes": {\n${rows.join(',\n')}\n  }`;
-  return `{\n${[...head, axes].join(',\n')}\n}\n`;
+  const parts = [...head, axes];
+  if (options.notes !== undefined) {
+    const groups = Object.entries(options.notes).map(([k, items]) =>
+      items.length === 0 ? `    ${JSON.stringify(k)}: []` : `    ${JSON.stringify(k)}: [\n${items.map((x) => `      ${JSON.stringify(x)}`).join(',\n')}\n    ]`,
+    );
+    parts.push(groups.length === 0 ? '  "notes": {}' : `  "notes": {\n${groups.join(',\n')}\n  }`);
+  }
+  return `{\n${parts.join(',\n')}\n}\n`;
 }
 
 function describe(v: unknown): string {
@@ -115,11 +129,13 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     if (value.version !== SPEC_VERSION) {
       throw new InputError(`${label}: unsupported ${SPEC_FORMAT} version ${describe(value.version)} (this build reads version ${SPEC_VERSION})`);
     }
-    const extra = Object.keys(value).filter((k) => !['format', 'version', 'kind', 'description', 'axes'].includes(k));
+    const extra = Object.keys(value).filter((k) => !['format', 'version', 'kind', 'description', 'axes', 'notes'].includes(k));
     if (extra.length > 0) throw new InputError(`${label}: unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')} in a ${SPEC_FORMAT} file`);
     for (const k of ['kind', 'description'] as const) {
       if (k in value && typeof value[k] !== 'string') throw new InputError(`${label}: "${k}" must be a string, got ${describe(value[k])}`);
     }
+    // Informational (what `rebasin spec --json` says about a derived spec); never read for permuting.
+    if ('notes' in value && !isObject(value.notes)) throw new InputError(`${label}: "notes" must be an object, got ${describe(value.notes)}`);
     if (!('axes' in value)) throw new InputError(`${label}: ${SPEC_FORMAT} file has no "axes"`);
     return build(axesFrom(value.axes, label, '"axes"'), label);
   }

@@ -8,7 +8,7 @@ import type { AxisRef, PermutationSpec } from './spec.js';
 import { isIgnorable } from './resnet.js';
 
 /** Group consecutive refs that share a parent module and an axis: `a.b.{w,x}:0`. */
-function groupRefs(refs: readonly AxisRef[]): string[] {
+export function groupRefs(refs: readonly AxisRef[]): string[] {
   const out: string[] = [];
   let i = 0;
   while (i < refs.length) {

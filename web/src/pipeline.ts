@@ -8,6 +8,7 @@ import { InputError } from '../../src/errors.js';
 import { onnxParams, parseOnnx, serializeOnnx, withInitializers, type OnnxModel } from '../../src/io/onnx.js';
 import type { Params } from '../../src/tensor.js';
 import { specFromOnnx } from '../../src/spec/onnx-graph.js';
+import { assertSameOnnxGraph } from '../../src/io/onnx-compare.js';
 import { validateSpec } from '../../src/spec/spec.js';
 import { applyPermutation } from '../../src/permute.js';
 import { interpolate } from '../../src/measure/barrier.js';
@@ -92,6 +93,8 @@ export async function runAlignment(
   onStage('reading the models', 0, 1);
   const a = loadModel(files.a);
   const b = loadModel(files.b);
+  // As the CLI's report: B's graph must be A's (the page interpolates and merges, so Constant values too).
+  assertSameOnnxGraph(a.onnx, b.onnx, { averages: true });
   const { spec, taps } = specFromOnnx(a.onnx);
   validateSpec(spec, { label: a.name, params: a.params }, { label: b.name, params: b.params });
   const data = loadData(o.data, { limit: o.limit, seed: o.seed });
