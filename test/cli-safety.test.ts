@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { type OnnxModel, onnxModelFromObject, serializeOnnx } from '../src/io/onnx.js';
+import { type OnnxModel, onnxModelFromObject, onnxParams, serializeOnnx } from '../src/io/onnx.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
 import { assertSameOnnxGraph, compareOnnxGraphs } from '../src/io/onnx-compare.js';
 import { createFunctionChecker, ProbeUnavailable } from '../src/measure/function-check.js';
@@ -125,6 +125,8 @@ function withNodes(model: OnnxModel, nodes: (list: readonly Obj[]) => Obj[], lab
   const g = model.proto.graph as unknown as Obj;
   return onnxModelFromObject({ ...(model.proto as unknown as Obj), graph: { ...g, node: nodes([...((g.node as Obj[]) ?? [])]) } }, label);
 }
+
+const readParams = (m: OnnxModel) => onnxParams(m);
 
 function save(dir: string, name: string, model: OnnxModel): string {
   const path = join(dir, name);
@@ -463,6 +465,38 @@ test('function check inputs: integer token ids get valid indices; an input witho
     assert.match(s.stderr, /warning: function check skipped: input 'x' has no recorded shape/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('function checker: symbolic lengths too short for the model are retried longer; batch dimensions stay one size', async () => {
+  // x [N, 1, T] -> Conv k=5 (no padding: T must be >= 5) -> Relu -> Conv k=1 -> y; a state [2, N, 4] beside it.
+  const rng = createRng(4);
+  const m = modelOf(
+    {
+      name: 'conv1d',
+      node: [
+        node('Conv', ['x', 'c1.weight', 'c1.bias'], ['h'], 'c1', [aInts('kernel_shape', [5])]),
+        node('Relu', ['h'], ['r'], 'relu'),
+        node('Conv', ['r', 'c2.weight', 'c2.bias'], ['y'], 'c2', [aInts('kernel_shape', [1])]),
+        node('Identity', ['state'], ['state_out'], 'keep'),
+      ],
+      initializer: [f32('c1.weight', [4, 1, 5], randn(rng, 20)), f32('c1.bias', [4], randn(rng, 4)), f32('c2.weight', [3, 4, 1], randn(rng, 12)), f32('c2.bias', [3], randn(rng, 3))],
+      input: [vi('x', 1, ['N', 1, 'T']), vi('state', 1, [2, 'N', 4])],
+      output: [vi('y', 1, ['N', 3, 'T4']), vi('state_out', 1, [2, 'N', 4])],
+    },
+    'conv1d.onnx',
+  );
+  const params = readParams(m);
+  const { spec } = specFromOnnx(m);
+  assert.deepEqual(Object.keys(spec.permToAxes), ['c1']);
+  const checker = await createFunctionChecker(ort, m);
+  assert.ok(!(checker instanceof ProbeUnavailable));
+  try {
+    const r = await checker.check(params, applyPermutation(spec, randomPerms(permSizes(spec, params), 1), params));
+    assert.equal(r.status, 'passed', JSON.stringify(r));
+    assert.match(checker.probe, /input 'x' float32 \[2, 1, 16\].*input 'state' float32 \[2, 2, 4\]/);
+  } finally {
+    await checker.dispose();
   }
 });
 

@@ -6,8 +6,9 @@
  *
  * The probe batch comes from the graph's inputs: float inputs get seeded standard-normal values (or real
  * examples when the caller has them), integer inputs valid indices where they feed a Gather of an
- * initializer (token ids into an embedding table) and zeros otherwise, bool inputs `true`; every symbolic
- * or unknown dimension gets a small size (2). Inputs that cannot be filled (strings, non-tensors, unknown
+ * initializer (token ids into an embedding table) and zeros otherwise, bool inputs `true`. Batch dimensions
+ * (the first of each input, and any dimension named like one) get 2; other symbolic or unknown dimensions 2,
+ * else 16, 128 or 512: the first size the model runs on (see PROBE_SIZES). Inputs that cannot be filled (strings, non-tensors, unknown
  * rank) make the check report itself skipped, with the reason, never silently passed.
  *
  * Tolerance: an output passes when max |P(B) − B| ≤ tol · max(1, max |B|) with tol = 1e-3 (1e-2 when the
@@ -34,8 +35,13 @@ import type { ProbeBatch } from './runner.js';
 export const FUNCTION_CHECK_TOLERANCE = 1e-3;
 /** Relative tolerance when weights, inputs or outputs are float16/bfloat16. */
 export const FUNCTION_CHECK_TOLERANCE_HALF = 1e-2;
-/** The size given to symbolic and unknown input dimensions. */
+/** The size given to symbolic and unknown input dimensions: the batch axis always, the others first. */
 export const PROBE_DIM = 2;
+/**
+ * Sizes tried in turn for the symbolic dimensions after the first (sequence lengths, image sides) when the
+ * model does not run on the smaller ones (a reflect Pad wider than the signal, a window longer than it).
+ */
+export const PROBE_SIZES = [PROBE_DIM, 16, 128, 512] as const;
 
 export interface FunctionCheckOptions {
   /** Seed of the probe values (default 0). */
@@ -92,10 +98,25 @@ export class ProbeUnavailable {
 
 const sizeOf = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
-/** Sizes of an input's dimensions for the probe: fixed ones as given, symbolic and unknown ones PROBE_DIM. */
-function probeDims(v: OnnxValueInfo): number[] | ProbeUnavailable {
+/** Symbolic dimension names that head some input: batch dimensions, kept at PROBE_DIM. */
+function batchNames(inputs: readonly OnnxValueInfo[]): Set<string> {
+  return new Set(inputs.map((v) => v.shape?.[0]).filter((d): d is string => typeof d === 'string' && d !== ''));
+}
+
+/**
+ * Sizes of an input's dimensions for the probe: fixed ones as given; a symbolic or unknown first dimension,
+ * and any named like one (a batch dimension elsewhere, as in a [2, batch, 128] state), PROBE_DIM; every other
+ * symbolic or unknown one `size` (one name gets one size throughout).
+ */
+function probeDims(v: OnnxValueInfo, size: number, batch: ReadonlySet<string>): number[] | ProbeUnavailable {
   if (v.shape === null) return new ProbeUnavailable(`input '${v.name}' has no recorded shape`);
-  return v.shape.map((d) => (typeof d === 'number' && d > 0 ? d : typeof d === 'number' ? 0 : PROBE_DIM));
+  return v.shape.map((d, i) => (typeof d === 'number' ? Math.max(d, 0) : i === 0 || (d !== null && batch.has(d)) ? PROBE_DIM : size));
+}
+
+/** Whether any input has a symbolic dimension that is not a batch dimension (so other sizes can be tried). */
+function hasInnerSymbols(inputs: readonly OnnxValueInfo[]): boolean {
+  const batch = batchNames(inputs);
+  return inputs.some((v) => (v.shape ?? []).some((d, i) => i > 0 && typeof d !== 'number' && !(d !== null && batch.has(d))));
 }
 
 /**
@@ -179,14 +200,15 @@ function randomNode(graph: OnnxGraph): string | null {
 }
 
 /** The probe batch for every data input of `model` (inputs that are not initializers). */
-function buildProbe(ort: OrtModule, model: OnnxModel, options: FunctionCheckOptions): ProbeInput[] | ProbeUnavailable {
+function buildProbe(ort: OrtModule, model: OnnxModel, options: FunctionCheckOptions, size: number): ProbeInput[] | ProbeUnavailable {
   const weights = new Set(model.initializerNames);
   const inputs = model.graph.inputs.filter((v) => !weights.has(v.name));
   const rng = createRng(options.seed ?? 0);
+  const batch = batchNames(inputs);
   const floats = inputs.filter((v) => isFloatDtype(v.dtype));
   const out: ProbeInput[] = [];
   for (const v of inputs) {
-    const dims = probeDims(v);
+    const dims = probeDims(v, size, batch);
     if (dims instanceof ProbeUnavailable) return dims;
     const n = sizeOf(dims);
     const shown = `input '${v.name}' ${v.dtype ?? '?'} [${dims.join(', ')}]`;
@@ -284,15 +306,21 @@ export async function createFunctionChecker(ort: OrtModule, model: OnnxModel, op
   }
   const random = randomNode(model.graph);
   if (random !== null) return new ProbeUnavailable(`node ${random} draws random numbers, so two runs of one model differ`);
-  const probe = buildProbe(ort, model, options);
-  if (probe instanceof ProbeUnavailable) return probe;
-  const feeds: Record<string, Feed> = Object.fromEntries(probe.map((p) => [p.name, p.tensor]));
+  // Probe batches to try in turn (see PROBE_SIZES); the first that the model runs on is kept.
+  const probes: { feeds: Record<string, Feed>; text: string }[] = [];
+  const weights = new Set(model.initializerNames);
+  for (const size of hasInnerSymbols(model.graph.inputs.filter((v) => !weights.has(v.name))) ? PROBE_SIZES : [PROBE_DIM]) {
+    const probe = buildProbe(ort, model, options, size);
+    if (probe instanceof ProbeUnavailable) return probe;
+    probes.push({ feeds: Object.fromEntries(probe.map((p) => [p.name, p.tensor])), text: probe.map((p) => p.text).join(', ') });
+  }
+  let chosen = 0;
   const outputs = model.graph.outputs.map((o) => o.name);
   const dtypes = [...model.graph.inputs, ...model.graph.outputs].map((v) => v.dtype);
   const half = dtypes.includes('float16') || dtypes.includes('bfloat16') || model.initializerNames.some((n) => ['float16', 'bfloat16'].includes(model.initializers[n].dtype));
   const tolerance = half ? FUNCTION_CHECK_TOLERANCE_HALF : FUNCTION_CHECK_TOLERANCE;
-  const text = `${probe.map((p) => p.text).join(', ')}`;
-  const sessionOptions: OrtCommon.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential' };
+  // Failures are reported by the check itself; the runtime's own error log would only repeat them.
+  const sessionOptions: OrtCommon.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 4 };
 
   // Fed form: one session, weights as inputs.
   const floatWeights = model.initializerNames.filter((n) => isFloatDtype(model.initializers[n].dtype));
@@ -327,7 +355,7 @@ export async function createFunctionChecker(ort: OrtModule, model: OnnxModel, op
   };
 
   let disposed = false;
-  const run = async (params: Params): Promise<Record<string, Feed>> => {
+  const run = async (params: Params, feeds: Record<string, Feed>): Promise<Record<string, Feed>> => {
     if (session !== null) return session.run({ ...feeds, ...weightFeeds(params) }, outputs);
     const s = await ort.InferenceSession.create(serializeOnnx(withInitializers(model, params)), sessionOptions);
     try {
@@ -337,23 +365,35 @@ export async function createFunctionChecker(ort: OrtModule, model: OnnxModel, op
     }
   };
 
+  const message = (e: unknown): string => String((e as Error).message ?? e).split('\n')[0];
   return {
-    probe: text,
+    get probe() {
+      return probes[chosen].text;
+    },
     async check(reference: Params, candidate: Params): Promise<FunctionCheckResult> {
       if (disposed) throw new Error('this function checker has been disposed');
-      let ref: Record<string, Feed>;
-      try {
-        ref = await run(reference);
-      } catch (e) {
-        if (e instanceof InputError) throw e;
-        return { status: 'skipped', reason: `ONNX Runtime could not run the model on the made-up probe batch (${text}): ${String((e as Error).message ?? e).split('\n')[0]}` };
+      let ref: Record<string, Feed> | null = null;
+      let firstError: unknown = null;
+      for (let i = chosen; i < probes.length && ref === null; i++) {
+        try {
+          ref = await run(reference, probes[i].feeds);
+          chosen = i;
+        } catch (e) {
+          if (e instanceof InputError) throw e;
+          firstError ??= e;
+        }
       }
+      if (ref === null) {
+        const tried = probes.length > 1 ? ` (nor with ${PROBE_SIZES.slice(1).join(' or ')} for its symbolic dimensions)` : '';
+        return { status: 'skipped', reason: `ONNX Runtime could not run the model on the made-up probe batch (${probes[chosen].text})${tried}: ${message(firstError)}` };
+      }
+      const { feeds, text } = probes[chosen];
       let cand: Record<string, Feed>;
       try {
-        cand = await run(candidate);
+        cand = await run(candidate, feeds);
       } catch (e) {
         if (e instanceof InputError) throw e;
-        const problem = `the aligned model fails to run: ${String((e as Error).message ?? e).split('\n')[0]}`;
+        const problem = `the aligned model fails to run: ${message(e)}`;
         const devs = outputs.map((o) => ({ output: o, dtype: '?', maxDeviation: Infinity, scale: 1, allowed: 0, differing: 0, entries: 0, ok: false, problem }));
         return { status: 'failed', probe: text, tolerance, outputs: devs };
       }
