@@ -132,6 +132,25 @@ for (const reads of ['activation', 'weight'] as const) {
   });
 }
 
+test('an initializer combined with another constant (no activation involved) is pinned where it is also a weight', async () => {
+  // z = w1 + k is computed from weights alone; if w1 were permuted as fc1's weight, z would change.
+  const { model, params } = build(
+    'init-join-init',
+    { w1: [4, 3], k: [4, 3], w2: [2, 4] },
+    [
+      { name: 'fc1', op_type: 'Gemm', input: ['x', 'w1'], output: ['h'], attribute: [int('transB', 1)] },
+      { name: 'r', op_type: 'Relu', input: ['h'], output: ['ro'] },
+      { name: 'fc2', op_type: 'Gemm', input: ['ro', 'w2'], output: ['y'], attribute: [int('transB', 1)] },
+      { name: 'wk', op_type: 'Add', input: ['w1', 'k'], output: ['z'] },
+    ],
+    vi('x', ['N', 3]),
+    [vi('y', ['N', 2]), vi('z', [4, 3])],
+  );
+  const derived = specFromOnnx(model);
+  assert.deepEqual(partition(derived.spec), []);
+  await checkInvariance(model, params, derived, { x: randomInput([4, 3], 3) }, 1e-5, 3);
+});
+
 test('initializers that are graph outputs (directly or through Identity) stay as they are', async () => {
   const { model, params } = build(
     'init-outputs',
