@@ -4,7 +4,7 @@
  * (InputError, exit 2) naming the output and the largest deviation; nothing is written. A check that cannot
  * run says so on stderr, with the reason.
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from '../engine/ort-node.js';
 import { InputError } from '../errors.js';
 import { readOnnxFile } from '../io/onnx-file.js';
 import { applyPermutation, type Perms } from '../permute.js';

@@ -3,7 +3,7 @@
  * the ONNX Runtime module as an argument so the browser page can run the same code on onnxruntime-web; this
  * file only binds it to onnxruntime-node and keeps the Node-facing API.
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort-node.js';
 import type { OnnxModel } from '../io/onnx.js';
 import { createOnnxRunnerWith, type OnnxRunner, type OnnxRunnerOptions } from './onnx-runner-core.js';
 

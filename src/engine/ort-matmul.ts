@@ -1,7 +1,7 @@
 /**
  * The ONNX Runtime matmul engine for Node: ort-matmul-core.ts bound to onnxruntime-node.
  */
-import * as ort from 'onnxruntime-node';
+import { ort } from './ort-node.js';
 import type { MatmulEngine } from './matmul.js';
 import { createOrtMatmulWith, type OrtMatmulOptions } from './ort-matmul-core.js';
 
