@@ -8,6 +8,8 @@
  *   derived  — a spec, and no op the walk does not understand touches a permutable channel space;
  *   partial  — a spec, but the channel spaces some unsupported ops touch were fixed (specFromOnnx's
  *              `unsupported`, where the library reports it);
+ *   nothing to permute — a spec with no permutation (e.g. every layer sits inside an If body, whose
+ *              reads stay fixed);
  *   refused  — specFromOnnx threw (the unsupported ops are then read from its message: the first 4);
  * the permutations (count and total units), the unsupported op types (most common first), and whether
  * the function is preserved: max |Δ| over all outputs between the model and the model with every
@@ -153,7 +155,7 @@ export interface CoverageRow {
   readonly subgraphNodes: number;
   readonly initValues: { count: number; values: number };
   readonly constValues: { count: number; values: number };
-  readonly result: 'derived' | 'partial' | 'refused' | 'unreadable';
+  readonly result: 'derived' | 'partial' | 'nothing to permute' | 'refused' | 'unreadable';
   readonly error: string | null;
   readonly perms: number;
   readonly units: number;
@@ -389,7 +391,8 @@ async function coverageOfModel(model: OnnxModel, params: Params, meta: Meta, kno
   const perms = Object.keys(sizes).length;
   const units = Object.values(sizes).reduce((a, b) => a + b, 0);
   const fixed = derived.fixed.map((f) => ({ reason: f.reason, axes: f.axes.length }));
-  const row = { ...head, result: unsupported.length > 0 ? 'partial' as const : 'derived' as const, error: null, perms, units, unsupported, fixed };
+  const result = unsupported.length > 0 ? 'partial' as const : perms === 0 ? 'nothing to permute' as const : 'derived' as const;
+  const row = { ...head, result, error: null, perms, units, unsupported, fixed };
   if (perms === 0) return { ...row, maxDiff: null, refMax: null, worstOutput: null, preserved: null, checkNote: 'nothing permuted' };
 
   const inputs = g.inputs.filter((i) => !(i.name in model.initializers));

@@ -793,6 +793,8 @@ function squeeze(n: Net, x: Act): Act {
   const ones = x.shape.map((d, i) => (d === 1 && i !== x.ch ? i : -1)).filter((i) => i >= 0);
   const drop = ones.filter(() => n.chance(0.7));
   if (drop.length === 0) drop.push(n.pick(ones));
+  // The other blocks expect a batch axis beside the channels: keep at least two axes.
+  drop.splice(Math.max(1, x.shape.length - 2));
   const all = drop.length === ones.length && x.shape[x.ch] !== 1 && n.chance(0.3);
   n.tag(`squeeze:${all ? 'all' : 'axes'}`);
   const shape = x.shape.filter((_, i) => !drop.includes(i));
