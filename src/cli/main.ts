@@ -13,6 +13,7 @@ import { mergeCommand } from './merge.js';
 import { barrierCommand, reportCommand } from './report.js';
 import { specCommand } from './spec.js';
 import { trainCommand } from './train.js';
+import { convertCommand } from './convert.js';
 
 /** The version in package.json (dist/src/cli/main.js sits three folders below it). */
 function packageVersion(): string {
@@ -32,7 +33,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand]) program.addCommand(make(globals).exitOverride());
+  for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand, convertCommand]) program.addCommand(make(globals).exitOverride());
   return program;
 }
 

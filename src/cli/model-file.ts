@@ -9,6 +9,8 @@ import type { Params } from '../tensor.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors-fs.js';
 import { toParams, paramsToSafetensors, type SafetensorsFile } from '../io/safetensors.js';
 import { readOnnxFile, writeOnnxFile } from '../io/onnx-file.js';
+import { looksLikeTorchZip } from '../io/torch-checkpoint.js';
+import { readTorchCheckpointFile } from '../io/torch-checkpoint-fs.js';
 import type { OnnxModel } from '../io/onnx.js';
 
 export type ModelFormat = 'onnx' | 'safetensors';
@@ -21,10 +23,22 @@ export interface ModelFile {
   files: readonly string[];
   onnx?: OnnxModel;
   safetensors?: SafetensorsFile;
+  /** Read from a PyTorch checkpoint (torch.save): held as safetensors, and written as safetensors. */
+  pytorch?: boolean;
 }
 
-/** The format of a file from its first bytes: safetensors starts with a u64 header length and '{'. */
+/**
+ * The format of a file from its first bytes, for the readers that take a file tensor by tensor (--low-memory):
+ * a PyTorch checkpoint is read whole, so it is refused here with the command that converts it.
+ */
 export function sniffModelFormat(path: string): ModelFormat {
+  const kind = sniffModelKind(path);
+  if (kind === 'pytorch') throw new InputError(`${path}: a PyTorch checkpoint is read whole, not tensor by tensor; convert it first: rebasin convert ${path} -o <file>.safetensors`);
+  return kind;
+}
+
+/** The format of a file from its first bytes: safetensors starts with a u64 header length and '{', torch.save files are zips. */
+function sniffModelKind(path: string): ModelFormat | 'pytorch' {
   if (!existsSync(path)) throw new InputError(`${path}: no such file`);
   if (statSync(path).isDirectory()) throw new InputError(`${path}: is a directory, expected a model file`);
   const head = new Uint8Array(16);
@@ -36,16 +50,24 @@ export function sniffModelFormat(path: string): ModelFormat {
     closeSync(fd);
   }
   if (n >= 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
+  if (looksLikeTorchZip(head)) return 'pytorch';
   // An ONNX ModelProto starts with a protobuf tag: field 1..20, wire type 0 or 2 (ir_version is field 1).
   if (n >= 2 && (head[0] & 0x07) <= 2 && head[0] >> 3 >= 1 && head[0] >> 3 <= 20) return 'onnx';
   const ext = extname(path).toLowerCase();
   throw new InputError(
-    `${path}: not a safetensors or ONNX model (content not recognised${ext ? `, extension '${ext}'` : ''})`,
+    `${path}: not a safetensors, PyTorch (.pt) or ONNX model (content not recognised${ext ? `, extension '${ext}'` : ''})`,
   );
 }
 
 export function readModel(path: string): ModelFile {
-  const format = sniffModelFormat(path);
+  const format = sniffModelKind(path);
+  if (format === 'pytorch') {
+    // A state dict, in safetensors' form: everything downstream (specs by name, writing) treats it as one.
+    const { file } = readTorchCheckpointFile(path);
+    const { params } = toParams(file);
+    assertFinite(path, params);
+    return { path, format: 'safetensors', params, files: [path], safetensors: file, pytorch: true };
+  }
   if (format === 'safetensors') {
     const file = readSafetensorsFile(path);
     const { params } = toParams(file);
@@ -83,7 +105,8 @@ export function modelOutputs(like: ModelFile, out: string): string[] {
 export function assertModelName(like: ModelFile, out: string): void {
   const want = extname(out).toLowerCase();
   const ext = like.format === 'onnx' ? '.onnx' : '.safetensors';
-  if (want !== ext) throw new InputError(`${out}: the input ${like.path} is ${like.format === 'onnx' ? 'ONNX' : 'safetensors'}; name the output *${ext}`);
+  const what = like.format === 'onnx' ? 'ONNX' : like.pytorch ? 'a PyTorch state dict, written as safetensors' : 'safetensors';
+  if (want !== ext) throw new InputError(`${out}: the input ${like.path} is ${what}; name the output *${ext}`);
 }
 
 /** Write `params` in the form of `like` (same format, names, dtypes, graph) to `out`, atomically. */

@@ -71,12 +71,13 @@ function findStateDict(root: PyValue, label: string): { dict: PyDict; wrapper: s
 
 /** The pickle's archive folder: the one `<archive>/data.pkl` entry. */
 function archivePrefix(entries: readonly ZipEntry[], label: string): string {
-  const pkls = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
-  if (pkls.length === 1) return pkls[0].name.slice(0, -'data.pkl'.length);
-  if (pkls.length > 1) throw new InputError(`${label}: the zip holds ${pkls.length} <archive>/data.pkl entries; a torch.save file has one`);
+  // TorchScript archives have a data.pkl too (of script objects), beside their code and constants.
   if (entries.some((e) => /^[^/]+\/(constants\.pkl|code\/)/.test(e.name))) {
     throw new InputError(`${label}: a TorchScript archive (torch.jit.save), not a state dict; save model.state_dict() with torch.save`);
   }
+  const pkls = entries.filter((e) => /^[^/]+\/data\.pkl$/.test(e.name));
+  if (pkls.length === 1) return pkls[0].name.slice(0, -'data.pkl'.length);
+  if (pkls.length > 1) throw new InputError(`${label}: the zip holds ${pkls.length} <archive>/data.pkl entries; a torch.save file has one`);
   throw new InputError(`${label}: a zip archive without <archive>/data.pkl: not a PyTorch checkpoint`);
 }
 

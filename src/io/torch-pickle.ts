@@ -241,7 +241,9 @@ export function unpickle(pkl: Uint8Array, storageBytes: StorageBytes, label: str
   const global = (module: string, name: string): PyGlobal => {
     const q = `${module}.${name}`;
     if (!ALLOWED_GLOBALS.has(q)) {
-      fail(`refers to the global ${JSON.stringify(q).slice(0, 120)}, which a tensor state dict never needs; only tensors, their storages and OrderedDict are read (nothing in the file is run)`);
+      // A pickled nn.Module names its class: say what to save instead.
+      const hint = /^(torch\.nn\.|__torch__\.)/.test(module) ? ' (a pickled model: save model.state_dict() instead)' : '';
+      fail(`refers to the global ${JSON.stringify(q).slice(0, 120)}, which a tensor state dict never needs${hint}; only tensors, their storages and OrderedDict are read (nothing in the file is run)`);
     }
     return new PyGlobal(module, name);
   };
