@@ -16,7 +16,7 @@ export function identityPermutation(n: number): Int32Array {
 }
 
 export function identityPerms(sizes: Readonly<Record<string, number>>): Record<string, Int32Array> {
-  const out: Record<string, Int32Array> = {};
+  const out: Record<string, Int32Array> = Object.create(null);
   for (const [name, n] of Object.entries(sizes)) out[name] = identityPermutation(n);
   return out;
 }
@@ -28,7 +28,7 @@ export function randomPermutation(n: number, seed: number): Int32Array {
 /** One random permutation per name, all drawn from one seeded stream (sorted by name for stability). */
 export function randomPerms(sizes: Readonly<Record<string, number>>, seed: number): Record<string, Int32Array> {
   const rng = createRng(seed);
-  const out: Record<string, Int32Array> = {};
+  const out: Record<string, Int32Array> = Object.create(null);
   for (const name of Object.keys(sizes).sort()) out[name] = shuffledRange(sizes[name], rng);
   return out;
 }
@@ -96,7 +96,7 @@ export function permutedTensor(
 
 /** P(params): a new param set; tensors the spec does not mention are shared, not copied. */
 export function applyPermutation(spec: PermutationSpec, perms: Perms, params: Params): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   for (const [name, t] of Object.entries(params)) out[name] = permutedTensor(spec, perms, name, t);
   return out;
 }

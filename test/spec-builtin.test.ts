@@ -237,7 +237,7 @@ test('resnetSpec: the fixture layout (one BasicBlock per stage, 16/32/64, 1x28x2
     if (name.endsWith('num_batches_tracked')) assert.ok(!(name in spec.axesToPerm));
     else assert.ok(name in spec.axesToPerm, name);
   }
-  assert.deepEqual(permSizes(spec, params), {
+  assert.deepEqual({ ...permSizes(spec, params) }, {
     stream1: 16, 'layer1.0.inner': 16, 'layer2.0.inner': 32, stream2: 32, 'layer3.0.inner': 64, stream3: 64,
   });
   // And the real thing at the fixture's size.

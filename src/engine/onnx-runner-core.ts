@@ -227,7 +227,7 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
   let inputBuffer: Float32Array | Float64Array | Uint16Array | null = null;
 
   function weightFeeds(params: Params): Record<string, OrtCommon.Tensor> {
-    const feeds: Record<string, OrtCommon.Tensor> = {};
+    const feeds: Record<string, OrtCommon.Tensor> = Object.create(null);
     const missing = weights.filter((w) => params[w.name] === undefined).map((w) => w.name);
     if (missing.length > 0) {
       const names = missing.slice(0, 5).map((n) => `'${n}'`).join(', ') + (missing.length > 5 ? `, … (${missing.length} in all)` : '');
@@ -347,7 +347,7 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
       if (taps.length === 0) return Promise.reject(new Error('createOnnxRunner: taps are needed for activations'));
       return exclusive(async () => {
         const values = [...new Set(taps.map(([, t]) => t.value))];
-        const result: Record<string, UnitActivations & { rows: number }> = {};
+        const result: Record<string, UnitActivations & { rows: number }> = Object.create(null);
         await forEachBatch(params, probe, values, (out, start, n) => {
           for (const [perm, tap] of taps) {
             const t = out[tap.value];

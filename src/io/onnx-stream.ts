@@ -285,7 +285,7 @@ export function writePermutedOnnx(
 
     // The float initializers the model holds are small (or the exporter would have moved them out):
     // replace them in memory, exactly as the in-memory writer does.
-    const held: Record<string, Tensor> = {};
+    const held: Record<string, Tensor> = Object.create(null);
     for (const [name, t] of Object.entries(heldParams(model))) held[name] = permutedTensor(spec, perms, name, t);
     const updated = withInitializers(model, held);
 
@@ -330,7 +330,7 @@ export function writePermutedOnnx(
 
 /** onnxParams of the float initializers the model itself holds (not those read from data files). */
 function heldParams(model: OnnxModel): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   for (const name of model.initializerNames) {
     const info = model.initializers[name];
     if (isFloatDtype(info.dtype) && info.external === null) {

@@ -678,7 +678,7 @@ export function serializeOnnxChunks(model: OnnxModel): Uint8Array[] {
  * (int64 shape constants, ...) are left out. External data is read through `resolveExternal`.
  */
 export function onnxParams(model: OnnxModel, opts: { resolveExternal?: ExternalResolver } = {}): Params {
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   const list = model.proto.graph?.initializer ?? [];
   for (const name of model.initializerNames) {
     const info = model.initializers[name];

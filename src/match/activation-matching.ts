@@ -36,9 +36,9 @@ export async function activationMatching(
 ): Promise<ActivationMatchingResult> {
   const score = options.score ?? 'pearson';
   const engine = options.engine ?? jsMatmul;
-  const perms: Record<string, Int32Array> = {};
-  const before: Record<string, number> = {};
-  const after: Record<string, number> = {};
+  const perms: Record<string, Int32Array> = Object.create(null);
+  const before: Record<string, number> = Object.create(null);
+  const after: Record<string, number> = Object.create(null);
   for (const [name, layer] of Object.entries(activations)) {
     const { count, width } = layer;
     if (layer.a.length !== count * width || layer.b.length !== count * width) {

@@ -229,7 +229,7 @@ async function costMatrix(
 
 /** The terms' tensors of permutation p from one source, as params (for the cosine norms, computed once). */
 function termParams(spec: PermutationSpec, p: string, source: ParamSource): Params {
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   for (const { tensor } of spec.permToAxes[p]) out[tensor] ??= source.get(tensor);
   return out;
 }
@@ -260,7 +260,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   const perms: Record<string, Int32Array> = identityPerms(sizes);
   if (options.initPerms) {
     for (const [p, init] of Object.entries(options.initPerms)) {
-      if (!(p in sizes)) throw new InputError(`initial permutation '${p}' is not in the spec`);
+      if (!Object.hasOwn(sizes, p)) throw new InputError(`initial permutation '${p}' is not in the spec`);
       if (init.length !== sizes[p] || !isPermutation(init)) {
         throw new InputError(`initial permutation '${p}' is not a permutation of 0..${sizes[p] - 1}`);
       }
@@ -272,7 +272,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   // changing their length, so the norms are fixed for the whole run: computed once, a permutation at a time.
   let unitNorms: Record<string, { a: Float64Array; b: Float64Array }> | null = null;
   if (score === 'cosine') {
-    unitNorms = {};
+    unitNorms = Object.create(null) as Record<string, { a: Float64Array; b: Float64Array }>;
     for (const p of names) {
       Object.assign(unitNorms, computeUnitNorms(spec, [p], sizes, termParams(spec, p, sourceA), termParams(spec, p, sourceB)));
     }
@@ -409,6 +409,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
           await fresh(p, cost);
         }
         if (unitNorms) scaleByNorms(cost, n, unitNorms[p].a, unitNorms[p].b);
+        assertFiniteCost(spec, p, cost, n);
         const current = perms[p];
         let oldL = 0;
         for (let i = 0; i < n; i++) oldL += cost[i * n + current[i]];
@@ -491,7 +492,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
  * the copies, and where the next free value is.
  */
 function copyInto(area: Float32Array, at: number, source: ParamSource, other: ParamSource): [ParamSource, number] {
-  const params: Record<string, Tensor> = {};
+  const params: Record<string, Tensor> = Object.create(null);
   for (const name of source.names) {
     if (!other.has(name)) continue;
     source.use(name, (t) => {
@@ -522,8 +523,24 @@ class Scratch {
 }
 
 /** For each permutation, the other permutations on the tensors it acts on (its cost matrix's inputs). */
+/**
+ * The cost matrix is sums of float32 products of weights: weights near 1e19 overflow them to Infinity (NaN
+ * when infinities cancel). The solver would refuse the matrix without saying whose it is; this names the
+ * permutation and the tensors it is computed from.
+ */
+function assertFiniteCost(spec: PermutationSpec, p: string, cost: Float64Array, n: number): void {
+  for (let k = 0; k < n * n; k++) {
+    if (Number.isFinite(cost[k])) continue;
+    const tensors = spec.permToAxes[p].map((ref) => `'${ref.tensor}' axis ${ref.axis}`).join(', ');
+    throw new InputError(
+      `weight matching: permutation '${p}' (${n} units, on ${tensors}): the similarity of A's unit ${Math.floor(k / n)} ` +
+        `and B's unit ${k % n} is ${cost[k]}; the weights are too large for the float32 products it is summed from`,
+    );
+  }
+}
+
 function neighbourPerms(spec: PermutationSpec, names: readonly string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  const out: Record<string, string[]> = Object.create(null);
   for (const p of names) {
     const set = new Set<string>();
     for (const { tensor } of spec.permToAxes[p]) {
@@ -541,7 +558,7 @@ function computeUnitNorms(
   paramsA: Params,
   paramsB: Params,
 ): Record<string, { a: Float64Array; b: Float64Array }> {
-  const out: Record<string, { a: Float64Array; b: Float64Array }> = {};
+  const out: Record<string, { a: Float64Array; b: Float64Array }> = Object.create(null);
   for (const p of names) {
     const n = sizes[p];
     const a = new Float64Array(n);

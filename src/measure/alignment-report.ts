@@ -149,7 +149,7 @@ export async function matchPerms(o: MatchPermsOptions): Promise<{ perms: Record<
     if (!o.runner?.activations || !o.probe) throw new InputError('activation matching needs a model that can report activations, and probe data');
     const count = o.probe.count;
     const [actA, actB] = [await o.runner.activations(o.a, o.probe), await o.runner.activations(o.b, o.probe)];
-    const layers: Record<string, LayerActivations> = {};
+    const layers: Record<string, LayerActivations> = Object.create(null);
     for (const name of Object.keys(o.spec.permToAxes)) {
       const a = actA[name];
       const b = actB[name];

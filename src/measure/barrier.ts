@@ -37,7 +37,7 @@ export function alphaGrid(points: number): number[] {
 
 /** θ(α): every tensor interpolated; tensors are matched by name. */
 export function interpolate(a: Params, b: Params, alpha: number): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   for (const [name, t] of Object.entries(a)) out[name] = lerp(t, b[name], alpha);
   return out;
 }

@@ -50,7 +50,7 @@ export interface MergeManyResult {
 export function averageParams(sets: readonly Params[], weights?: readonly number[]): Record<string, Tensor> {
   if (sets.length === 0) throw new Error('averageParams: no parameter sets');
   const w = weights ?? sets.map(() => 1 / sets.length);
-  const out: Record<string, Tensor> = {};
+  const out: Record<string, Tensor> = Object.create(null);
   for (const [name, t] of Object.entries(sets[0])) {
     const acc = new Float64Array(t.data.length);
     sets.forEach((s, k) => {

@@ -129,7 +129,7 @@ export async function onnxStats(
   probe: ProbeBatch,
   options: { threads?: number; batchSize?: number } = {},
 ): Promise<{ stats: StatsFn; dispose: () => Promise<void> }> {
-  const taps: Record<string, OnnxTap> = {};
+  const taps: Record<string, OnnxTap> = Object.create(null);
   for (const l of layers) taps[l.name] = { value: l.value, axis: 1 };
   const runner = await createOnnxRunner(model, { taps, threads: options.threads, batchSize: options.batchSize });
   return {

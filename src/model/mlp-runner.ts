@@ -37,7 +37,7 @@ export function mlpRunner(
       const names = options.hiddenPerms;
       if (!names) throw new Error('mlpRunner: hiddenPerms are needed for activations');
       const { hidden } = await mlpForward(arch, params, probe.inputs, probe.count, engine);
-      const out: Record<string, UnitActivations> = {};
+      const out: Record<string, UnitActivations> = Object.create(null);
       hidden.forEach((h, i) => {
         out[names[i]] = { data: h, width: h.length / probe.count };
       });

@@ -156,7 +156,7 @@ export function crossEntropy(logits: Float32Array, labels: Int32Array, batch: nu
 
 /** A fresh MLP with PyTorch's default Linear initialisation (uniform ±1/√fan_in), from a seeded RNG. */
 export function initMlp(widths: readonly number[], names: readonly string[], uniform: () => number): Record<string, Tensor> {
-  const params: Record<string, Tensor> = {};
+  const params: Record<string, Tensor> = Object.create(null);
   for (let l = 0; l + 1 < widths.length; l++) {
     const [fanIn, fanOut] = [widths[l], widths[l + 1]];
     const bound = 1 / Math.sqrt(fanIn);

@@ -102,7 +102,7 @@ export function inferMlp(params: Params): InferredMlp {
     }
   }
 
-  const axes: Record<string, (string | null)[]> = {};
+  const axes: Record<string, (string | null)[]> = Object.create(null);
   layers.forEach((layer, i) => {
     const out = i + 1 < layers.length ? layer.name : null;
     const inp = i > 0 ? layers[i - 1].name : null;

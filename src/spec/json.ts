@@ -76,7 +76,7 @@ function axesFrom(value: unknown, label: string, where: string): Record<string, 
   if (!isObject(value)) throw new InputError(`${label}: ${where} must be an object of tensor name → axes, got ${describe(value)}`);
   const entries = Object.entries(value);
   if (entries.length === 0) throw new InputError(`${label}: ${where} lists no tensors`);
-  const axes: Record<string, (string | null)[]> = {};
+  const axes: Record<string, (string | null)[]> = Object.create(null);
   for (const [tensor, perms] of entries) {
     if (!Array.isArray(perms)) {
       throw new InputError(`${label}: tensor '${tensor}' must map to an array (one permutation name or null per axis), got ${describe(perms)}`);
@@ -106,7 +106,7 @@ function checkPermToAxes(value: unknown, spec: PermutationSpec, label: string): 
     }
   }
   for (const perm of Object.keys(spec.permToAxes)) {
-    if (!(perm in value)) throw new InputError(`${label}: permutation '${perm}' is in axes_to_perm but not in perm_to_axes`);
+    if (!Object.hasOwn(value, perm)) throw new InputError(`${label}: permutation '${perm}' is in axes_to_perm but not in perm_to_axes`);
   }
 }
 

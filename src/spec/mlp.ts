@@ -32,7 +32,7 @@ export function mlpSpec(hiddenLayers: number, options: MlpSpecOptions = {}): Per
   const weight = options.weight ?? '.weight';
   const bias = options.bias === undefined ? '.bias' : options.bias;
   const perm = options.permName ?? ((i: number) => `P_${i}`);
-  const axes: Record<string, (string | null)[]> = {};
+  const axes: Record<string, (string | null)[]> = Object.create(null);
   for (let i = 0; i <= hiddenLayers; i++) {
     const out = i < hiddenLayers ? perm(i) : null;
     const inp = i > 0 ? perm(i - 1) : null;

@@ -1316,7 +1316,7 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   const permutable = (cls: number): boolean => !w.isFixed(cls) && w.sizeOf(cls) > 1;
   for (const [, cls] of entries) if (permutable(cls)) nameFor(w.find(cls));
 
-  const axes: Record<string, (string | null)[]> = {};
+  const axes: Record<string, (string | null)[]> = Object.create(null);
   for (const name of model.initializerNames) {
     const info = model.initializers[name];
     if (isFloatDtype(info.dtype)) axes[name] = info.shape.map(() => null);
@@ -1335,7 +1335,7 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
     }
   }
 
-  const taps: Record<string, OnnxTap> = {};
+  const taps: Record<string, OnnxTap> = Object.create(null);
   const best = new Map<string, { score: number; known: boolean }>();
   for (const t of w.tapCandidates) {
     if (!permutable(t.cls)) continue;
@@ -1354,7 +1354,7 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   const rootOfName = new Map([...permOf.entries()].map(([root, name]) => [name, root]));
   const last = Number.MAX_SAFE_INTEGER;
   const firstRoot = (t: string): number => Math.min(last, ...axes[t].map((p) => (p === null ? last : rootOfName.get(p)!)));
-  const ordered: Record<string, (string | null)[]> = {};
+  const ordered: Record<string, (string | null)[]> = Object.create(null);
   for (const t of Object.keys(axes).sort((a, b) => firstRoot(a) - firstRoot(b))) ordered[t] = axes[t];
   return { spec: specFromAxes(ordered), taps, fixed, unsupported };
 }

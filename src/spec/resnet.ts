@@ -34,7 +34,7 @@ export function isIgnorable(name: string, t: Tensor): boolean {
  * network's function.
  */
 export function assertAllCovered(kind: string, axes: Readonly<Record<string, unknown>>, params: Params): void {
-  const left = Object.keys(params).filter((n) => !(n in axes) && !isIgnorable(n, params[n]));
+  const left = Object.keys(params).filter((n) => !Object.hasOwn(axes, n) && !isIgnorable(n, params[n]));
   if (left.length > 0) {
     const shown = left.slice(0, 4).map((n) => `'${n}' ${shapeToString(params[n].shape)}`).join(', ');
     const more = left.length > 4 ? ` and ${left.length - 4} more` : '';
@@ -56,7 +56,7 @@ export function findPrefix(params: Params, anchor: RegExp): string | null {
 }
 
 class AxesBuilder {
-  readonly axes: Record<string, (string | null)[]> = {};
+  readonly axes: Record<string, (string | null)[]> = Object.create(null);
   constructor(
     private readonly kind: string,
     private readonly params: Params,

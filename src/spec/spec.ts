@@ -6,7 +6,7 @@
  */
 import { InputError } from '../errors.js';
 import type { Params } from '../tensor.js';
-import { shapeToString, sameShape } from '../tensor.js';
+import { shapeToString, sameShape, sizeOf } from '../tensor.js';
 
 export interface AxisRef {
   readonly tensor: string;
@@ -22,8 +22,8 @@ export interface PermutationSpec {
 
 /** Build a spec from its `axesToPerm` table (plain data, e.g. parsed JSON). */
 export function specFromAxes(axesToPerm: AxesToPerm): PermutationSpec {
-  const permToAxes: Record<string, AxisRef[]> = {};
-  const copy: Record<string, (string | null)[]> = {};
+  const permToAxes: Record<string, AxisRef[]> = Object.create(null);
+  const copy: Record<string, (string | null)[]> = Object.create(null);
   for (const [tensor, perms] of Object.entries(axesToPerm)) {
     if (!Array.isArray(perms)) {
       throw new InputError(`spec: tensor '${tensor}' must map to an array of permutation names or null`);
@@ -51,7 +51,7 @@ export function permNames(spec: PermutationSpec): string[] {
 
 /** The length of each permutation, read from the params (after validation these agree on every axis). */
 export function permSizes(spec: PermutationSpec, params: Params): Record<string, number> {
-  const sizes: Record<string, number> = {};
+  const sizes: Record<string, number> = Object.create(null);
   for (const [p, axes] of Object.entries(spec.permToAxes)) {
     const first = axes[0];
     sizes[p] = params[first.tensor].shape[first.axis];
@@ -68,7 +68,8 @@ export function validateSpec(spec: PermutationSpec, ...paramSets: { label: strin
   if (paramSets.length === 0) throw new Error('validateSpec: no params given');
   for (const { label, params } of paramSets) {
     for (const [tensor, perms] of Object.entries(spec.axesToPerm)) {
-      const t = params[tensor];
+      // Own names only: a plain-object params would answer 'constructor' or 'toString' from its prototype.
+      const t = Object.hasOwn(params, tensor) ? params[tensor] : undefined;
       if (t === undefined) {
         throw new InputError(`spec names tensor '${tensor}', which ${label} does not have`);
       }
@@ -85,12 +86,21 @@ export function validateSpec(spec: PermutationSpec, ...paramSets: { label: strin
         const listing = axes.map((ref, i) => `'${ref.tensor}' axis ${ref.axis} = ${sizes[i]}`).join(', ');
         throw new InputError(`permutation '${p}' acts on axes of different sizes in ${label}: ${listing}`);
       }
+      // A tensor with no entries can claim any length on its other axes ([2^31, 0] costs nothing to store);
+      // a permutation that only such tensors size would allocate that many units and permute nothing.
+      if (sizes[0] > 0 && axes.every((ref) => sizeOf(params[ref.tensor].shape) === 0)) {
+        const listing = axes.map((ref) => `'${ref.tensor}' ${shapeToString(params[ref.tensor].shape)}`).join(', ');
+        throw new InputError(
+          `permutation '${p}' (${sizes[0]} units) acts only on tensors with no entries in ${label} (${listing}); ` +
+            'it would permute nothing: set those axes to null in the spec',
+        );
+      }
     }
   }
   const [base, ...rest] = paramSets;
   for (const other of rest) {
     for (const [name, t] of Object.entries(base.params)) {
-      const u = other.params[name];
+      const u = Object.hasOwn(other.params, name) ? other.params[name] : undefined;
       if (u === undefined) {
         throw new InputError(`tensor '${name}' is in ${base.label} but not in ${other.label}`);
       }
@@ -101,7 +111,7 @@ export function validateSpec(spec: PermutationSpec, ...paramSets: { label: strin
       }
     }
     for (const name of Object.keys(other.params)) {
-      if (!(name in base.params)) {
+      if (!Object.hasOwn(base.params, name)) {
         throw new InputError(`tensor '${name}' is in ${other.label} but not in ${base.label}`);
       }
     }

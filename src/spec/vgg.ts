@@ -41,7 +41,7 @@ export function vggSpec(params: Params): PermutationSpec {
   const kind = 'vgg';
   const prefix = findPrefix(params, /features\.\d+\.weight$/);
   if (prefix === null) throw new InputError(`${kind}: no tensor named like 'features.0.weight'`);
-  const axes: Record<string, (string | null)[]> = {};
+  const axes: Record<string, (string | null)[]> = Object.create(null);
   const feat = `${prefix}features.`;
 
   let last: { name: string; perm: string; channels: number } | null = null;

@@ -114,7 +114,7 @@ async function backward(
       delta[base + c] = (Math.exp(logits[base + c] - max) / sum - (c === labels[s] ? 1 : 0)) / batch;
     }
   }
-  const grads: Record<string, Float32Array> = {};
+  const grads: Record<string, Float32Array> = Object.create(null);
   for (let l = arch.layers.length - 1; l >= 0; l--) {
     const [inW, outW] = [widths[l], widths[l + 1]];
     const x = layerInputs[l];
