@@ -78,9 +78,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const common = { spec, runner, data: test, probe, seed, engine: o.engine, points: o.points ?? 24 };
 
   const runs = [
-    { title: 'RUN 1 - weight matching', method: 'weight' as const, b: B.params, selfRun: false },
-    { title: 'RUN 2 - activation matching', method: 'activation' as const, b: B.params, selfRun: false },
-    { title: 'CHECK - align-to-self (B := A)', method: 'weight' as const, b: A.params, selfRun: true },
+    { title: 'RUN 1 - weight matching', method: 'weight' as const, b: B.params },
+    { title: 'RUN 2 - activation matching', method: 'activation' as const, b: B.params },
+    { title: 'CHECK - align-to-self (B := A)', method: 'weight' as const, b: A.params },
   ];
   const reports: AlignmentReport[] = [];
   for (const run of runs) {
@@ -91,7 +91,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         b: run.b,
         method: run.method,
         title: run.title,
-        selfRun: run.selfRun,
         onStage: (stage, done, total) => progress(`${run.title}: ${stage}`, done, total),
       }),
     );

@@ -1,8 +1,8 @@
 /** Barrier definitions, checks and the verdict, against hand-computed values on small curves. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { alphaGrid, barrierOf, interpolate, reductionPercent, sweep, type CurvePoint } from '../src/measure/barrier.js';
-import { invarianceCheck, monotonicityCheck, selfCheck, verdictOf, THRESHOLDS } from '../src/measure/checks.js';
+import { alphaGrid, barrierOf, interpolate, reduction, sweep, type CurvePoint } from '../src/measure/barrier.js';
+import { invarianceCheck, monotonicityCheck, selfCheck, THRESHOLDS } from '../src/measure/checks.js';
 import { InputError } from '../src/errors.js';
 
 const curve = (losses: number[], accs: number[]): CurvePoint[] =>
@@ -58,26 +58,25 @@ test('sweep evaluates the exact endpoints and the lerp between them', async () =
   assert.deepEqual(Array.from(interpolate(a, b, 0.5).w.data), [2, 6]);
 });
 
-test('reduction and verdict follow the stated thresholds', () => {
-  assert.equal(reductionPercent(2, 0.5), 75);
-  assert.equal(reductionPercent(0, 0), null);
-  assert.equal(verdictOf(0, 0), 'no barrier to remove');
-  assert.equal(verdictOf(THRESHOLDS.noBarrier / 2, 0), 'no barrier to remove');
-  assert.equal(verdictOf(1, 0.25), 'collapsed');
-  assert.equal(verdictOf(1, 0.26), 'partially reduced');
-  assert.equal(verdictOf(1, 0.9), 'partially reduced');
-  assert.equal(verdictOf(1, 0.91), 'unchanged');
-  assert.equal(verdictOf(1, 1.5), 'unchanged');
+test('reduction is a fraction of the barrier before; none when there was no barrier', () => {
+  assert.equal(reduction(2, 0.5), 0.75);
+  assert.equal(reduction(2, 2.5), -0.25);
+  assert.equal(reduction(0, 0), null);
+  assert.equal(reduction(THRESHOLDS.zero, 0), null);
 });
 
 test('checks pass and fail at their tolerances', () => {
   assert.equal(invarianceCheck(0).status, 'PASS');
   assert.equal(invarianceCheck(THRESHOLDS.invarianceDrift * 2).status, 'FAIL');
   assert.equal(invarianceCheck(NaN).status, 'FAIL');
-  assert.equal(selfCheck(false, true, 0).status, 'SKIPPED');
-  assert.equal(selfCheck(true, true, 0).status, 'PASS');
-  assert.equal(selfCheck(true, false, 0).status, 'FAIL');
-  assert.equal(selfCheck(true, true, 1e-3).status, 'FAIL');
+  assert.equal(selfCheck([], 0).status, 'PASS');
+  assert.equal(selfCheck([], THRESHOLDS.selfBarrier).status, 'PASS');
+  assert.equal(selfCheck(['fc1'], 0).status, 'FAIL');
+  assert.equal(selfCheck([], 1e-3).status, 'FAIL');
+  assert.equal(selfCheck([], NaN).status, 'FAIL');
+  assert.match(selfCheck([], 0, 5).detail, /5 units with no variance on the probe moved among themselves/);
+  assert.equal(selfCheck([], 0, 5).status, 'PASS');
+  assert.equal(selfCheck([], 1e-3, 5).status, 'FAIL');
   assert.equal(monotonicityCheck(1, 0.5).status, 'PASS');
   assert.equal(monotonicityCheck(1, 1 + 1e-7).status, 'PASS');
   assert.equal(monotonicityCheck(1, 1.01).status, 'FAIL');

@@ -34,7 +34,7 @@ after(() => {
 
 /** The JSON the page must hold: reportToJson as it survives JSON (NaN → null etc.). */
 function expectedData(rs: AlignmentReport[], meta = META): unknown {
-  return JSON.parse(JSON.stringify({ format: 'rebasin-report', version: 1, ...meta, reports: rs.map(reportToJson) }));
+  return JSON.parse(JSON.stringify({ format: 'rebasin-html-report', version: 1, ...meta, reports: rs.map(reportToJson) }));
 }
 
 function embeddedData(html: string): unknown {
@@ -212,7 +212,7 @@ test('in Chromium: loads offline without errors and draws exactly the JSON numbe
       const before = Number(await section.locator('[data-barrier-before]').getAttribute('data-barrier-before'));
       const afterValue = Number(await section.locator('[data-barrier-after]').getAttribute('data-barrier-after'));
       assert.deepEqual([before, afterValue], [r.naive.barrier.loss, r.aligned.barrier.loss]);
-      if (r.reductionPercent !== null) assert.ok((await section.innerText()).includes(`reduction ${r.reductionPercent.toFixed(1)}%`));
+      if (r.reduction !== null) assert.ok((await section.innerText()).includes(`reduction ${(100 * r.reduction).toFixed(1)}%`));
 
       const churn = await section.locator('table.churn tbody tr').evaluateAll((rows) => rows.map((row) => [row.getAttribute('data-perm'), Number(row.getAttribute('data-churn'))]));
       assert.deepEqual(churn, r.churn.map((c) => [c.name, c.churn]));

@@ -71,7 +71,7 @@ interface ReportJson {
   endpoints: { a: Point; b: Point };
   naive: { curve: Point[]; barrier: Barrier };
   aligned: { curve: Point[]; barrier: Barrier };
-  reductionPercent: number | null;
+  reduction: number | null;
   checks: { name: string; status: string; value: number | null }[];
   verdict: string;
 }
@@ -126,8 +126,8 @@ function assertSameRun(web: RunJson, cli: RunJson): void {
     assert.equal(w[k].barrier.accuracy, c[k].barrier.accuracy, `${k} accuracy barrier`);
     assert.equal(w[k].barrier.argmaxAlpha, c[k].barrier.argmaxAlpha, `${k} argmax α`);
   }
-  if (c.reductionPercent === null) assert.equal(w.reductionPercent, null);
-  else close(w.reductionPercent!, c.reductionPercent, 0, 'reduction %');
+  if (c.reduction === null) assert.equal(w.reduction, null);
+  else close(w.reduction!, c.reduction, 0, 'reduction');
   assert.deepEqual(w.checks.map((x) => [x.name, x.status]), c.checks.map((x) => [x.name, x.status]), 'checks');
   assert.equal(w.verdict, c.verdict);
 }

@@ -1,6 +1,9 @@
 /** `rebasin align A B -o OUT`: permute B's hidden units to match A's and write the aligned B. */
 import { Command } from 'commander';
-import { applyPermutation, churn } from '../permute.js';
+import { applyPermutation } from '../permute.js';
+import { churnOf, permsToJson } from '../measure/alignment-report.js';
+import { plural } from '../measure/checks.js';
+import { jsonDocument } from '../report/json.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
 import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike, type ModelFile } from './model-file.js';
 import { assertOutputs, dataFiles, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
@@ -143,7 +146,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
     .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print the result as JSON (format rebasin-align, schema/align.json)')
     .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching; the function check runs for models up to 128 MiB of weights and is reported skipped above)')
     .action(async (a: string, b: string, flags: AlignFlags) => {
       const g = globals();
@@ -151,10 +154,10 @@ export function alignCommand(globals: () => GlobalOptions): Command {
       const result = flags.lowMemory ? await alignStreamed(ctx, a, b, flags) : await alignInMemory(ctx, a, b, flags);
       const { written, inputs } = result;
       if (flags.perms) {
-        const json = JSON.stringify(Object.fromEntries(Object.entries(result.perms).map(([k, v]) => [k, Array.from(v)])), null, 1);
+        const json = JSON.stringify(permsToJson(result.perms), null, 1);
         writeFileAtomic(flags.perms, new TextEncoder().encode(json), { inputs: [...inputs, ...written] });
       }
-      const summary = {
+      const summary = jsonDocument('align', {
         a,
         b,
         output: written,
@@ -163,17 +166,17 @@ export function alignCommand(globals: () => GlobalOptions): Command {
         passes: result.iterations ?? null,
         objectiveBefore: result.objectiveBefore ?? null,
         objectiveAfter: result.objectiveAfter ?? null,
-        churn: Object.fromEntries(Object.entries(result.perms).map(([k, p]) => [k, churn(p)])),
+        churn: churnOf(result.perms),
         unchanged: result.nothingToPermute,
         functionCheck: result.functionCheck,
-      };
+      });
       if (flags.json) ctx.out(JSON.stringify(summary, null, 2));
       else if (result.nothingToPermute) {
         ctx.out(`nothing to align: the spec (${result.specSource}) permutes no channel space; wrote ${b} unchanged -> ${written.join(', ')}`);
       } else {
         ctx.out(`aligned ${b} to ${a} (${flags.method} matching, spec: ${result.specSource}) -> ${written.join(', ')}`);
-        if (result.iterations !== undefined) ctx.out(`  ${result.iterations} passes, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);
-        for (const [name, c] of Object.entries(summary.churn)) ctx.out(`  ${name.padEnd(28)} ${String(result.perms[name].length).padStart(6)} units  ${(100 * c).toFixed(1).padStart(5)}% moved`);
+        if (result.iterations !== undefined) ctx.out(`  ${plural(result.iterations, 'pass', 'passes')}, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);
+        for (const c of summary.churn) ctx.out(`  ${c.name.padEnd(28)} ${String(c.size).padStart(6)} units  ${(100 * c.churn).toFixed(1).padStart(5)}% moved`);
       }
     });
 }

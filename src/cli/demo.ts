@@ -5,6 +5,7 @@ import { loadFashionMnist } from '../data/load.js';
 import { formatReport } from '../report/text.js';
 import { reportToJson } from '../measure/alignment-report.js';
 import { InputError } from '../errors.js';
+import { jsonDocument } from '../report/json.js';
 import { makeContext, parseIntOption, parseList, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 
 interface DemoFlags {
@@ -24,12 +25,12 @@ export function demoCommand(globals: () => GlobalOptions): Command {
     .description('train two small MLPs from different seeds, then align them three ways and report (no data or models needed)')
     .option('--seed <n>', 'seed for data, initialisation, batch order and matching', parseIntOption('--seed', 0), 0)
     .option('--data <name>', "'synthetic' (built-in 3-cluster 2-D task) or 'fashion-mnist' (Debian's dataset-fashion-mnist)", 'synthetic')
-    .option('--width <n>', 'hidden width for --data fashion-mnist (3 hidden layers)', parseIntOption('--width', 1, 16384))
+    .option('--width <n>', 'hidden width for --data fashion-mnist, 3 hidden layers (default 512)', parseIntOption('--width', 1, 16384))
     .option('--hidden <widths>', 'hidden widths, comma-separated (default 12,12; with fashion-mnist 3 × --width)', parseList('--hidden'))
     .option('--epochs <n>', 'training epochs (default 20 synthetic, 2 fashion-mnist)', parseIntOption('--epochs', 1, 10000))
-    .option('--points <k>', 'interior steps K of the interpolation (K+1 points)', parseIntOption('--points', 1, 10000), 24)
-    .option('--limit <n>', 'use only the first n training examples (fashion-mnist)', parseIntOption('--limit', 1))
-    .option('--json', 'print every number as JSON instead of the text reports')
+    .option('--points <k>', 'steps K of the interpolation: α = 0, 1/K, ..., 1 (K+1 points)', parseIntOption('--points', 1, 10000), 24)
+    .option('--limit <n>', 'use only the first n training examples, fashion-mnist (default: all 60 000)', parseIntOption('--limit', 1))
+    .option('--json', 'print every number as JSON instead of the text reports (format rebasin-demo, schema/demo.json)')
     .option('--check', 'exit with code 1 when any check fails')
     .action(async (flags: DemoFlags) => {
       const g = globals();
@@ -55,7 +56,7 @@ export function demoCommand(globals: () => GlobalOptions): Command {
       });
       ctx.progress.done();
       if (flags.json) {
-        ctx.out(JSON.stringify({ dataset: result.dataset, widths: result.widths, seed: flags.seed, epochs, reports: result.reports.map(reportToJson) }, null, 2));
+        ctx.out(JSON.stringify(jsonDocument('demo', { dataset: result.dataset, widths: result.widths, seed: flags.seed, epochs, reports: result.reports.map(reportToJson) }), null, 2));
       } else {
         ctx.out(`rebasin demo: two MLPs ${result.widths.join(' -> ')} (ReLU) trained from seeds ${2 * flags.seed + 1} and ${2 * flags.seed + 2} on ${result.dataset.train} for ${epochs} epochs, measured on ${result.dataset.test}; final training loss ${result.a.trainLoss.toFixed(4)} / ${result.b.trainLoss.toFixed(4)}\n`);
         for (const r of result.reports) ctx.out(`${formatReport(r, { color: ctx.color })}\n`);

@@ -37,7 +37,11 @@ export const STRICT_HELP =
 export function withMatchingOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--method <m>', 'how to align B to A').choices(METHODS).default('weight'))
-    .option('--spec <s>', 'auto (from the ONNX graph or state-dict names) | mlp | resnet | vgg | a spec JSON file', 'auto')
+    .option(
+      '--spec <s>',
+      'auto (from the ONNX graph, or from state-dict names) | mlp (a chain of 2-D <name>.weight (torch) or .kernel (flax) with optional .bias, in natural name order) | resnet (PyTorch names: conv1/bn1 stem, layerK.B.convN/bnN blocks, shortcut.0/1 or downsample.0/1, head linear or fc) | vgg (features.N convs with optional BatchNorm, classifier.M linears) | a spec JSON file (as `rebasin spec --json` writes)',
+      'auto',
+    )
     .option('--seed <n>', 'seed of the matching order, of the random permutation in the invariance check, and of --data synthetic', parseIntOption('--seed', 0), 0)
     .option('--max-iter <n>', 'maximum passes of weight matching', parseIntOption('--max-iter', 1, 100000), 100)
     .option('--strict', STRICT_HELP);

@@ -7,7 +7,8 @@
  * --repair renormalises the merged net (REPAIR): each repaired layer's output units get the mean and std
  * interpolated from the aligned endpoints', measured on the first --probe examples of --data; an ONNX graph
  * with BatchNormalization nodes gets their running statistics reset from the merged net's activations. With --data,
- * the per-model and merged loss/accuracy are reported.
+ * the per-model and merged loss/accuracy are reported, with a warning (stderr, also with --quiet) when the
+ * merge as written is far worse than its parents (measure/advice.ts, mergeWarning).
  */
 import { Command } from 'commander';
 import { applyPermutation } from '../permute.js';
@@ -29,6 +30,8 @@ import { mlpRepairPlan, mlpStats } from '../merge/mlp-repair.js';
 import { inferMlp } from '../spec/auto.js';
 import type { ProbeBatch } from '../measure/runner.js';
 import type { MatmulEngine } from '../engine/matmul.js';
+import { mergeWarning, normalisationOf } from '../measure/advice.js';
+import { jsonDocument } from '../report/json.js';
 
 interface MergeFlags extends MatchFlags {
   output: string;
@@ -165,11 +168,11 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
     .option('--no-align', 'merge without aligning (the naive average)'))
     .option('--data <d>', 'data: probe for --method activation and --repair; with it, every model and the merge are evaluated')
     .option('--probe <n>', 'probe examples for activation matching and repair statistics', parseIntOption('--probe', 1), 1000)
-    .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--limit <n>', 'evaluate on the first n examples only (default: all of them)', parseIntOption('--limit', 1))
     .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--repair', 'renormalise the merged net (REPAIR): match each unit\'s mean/std to the interpolation of the endpoints\', or reset the BatchNorm statistics of an ONNX graph that keeps them (needs --data)')
     .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
-    .option('--json', 'print the result (and evaluations) as JSON')
+    .option('--json', 'print the result (and evaluations) as JSON (format rebasin-merge, schema/merge.json)')
     .action(async (paths: string[], flags: MergeFlags) => {
       if (paths.length < 2) throw new InputError('merge needs at least two models');
       const repairMode = parseRepairMode(flags.repairMode);
@@ -228,6 +231,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
 
       // Evaluation: every input model, the plain merge and (with --repair) the repaired one.
       let evaluation: { label: string; loss: number; accuracy: number }[] | null = null;
+      let warning: string | null = null;
       if (data) {
         const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
         try {
@@ -237,6 +241,17 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
             for (const m of models) evaluation.push({ label: m.path, ...(await runner.evaluate(m.params, evalData)) });
             evaluation.push({ label: flags.repair ? 'merged (before repair)' : 'merged', ...(await runner.evaluate(plain, evalData)) });
             if (flags.repair) evaluation.push({ label: 'merged + repair', ...(await runner.evaluate(merged, evalData)) });
+            // The model as written against its parents: a chance-level merge must not pass in silence.
+            warning = mergeWarning({
+              parents: evaluation.slice(0, models.length),
+              merged: evaluation[evaluation.length - 1],
+              classes: data.numClasses,
+              aligned: flags.align && !specPermutesNothing(spec),
+              method: flags.method as 'weight' | 'cosine' | 'activation',
+              repaired: flags.repair === true,
+              normalisation: normalisationOf(Object.keys(models[0].params), models[0].onnx),
+            });
+            if (warning !== null) ctx.warn(`${flags.output}: ${warning}`);
           } finally {
             await runner.dispose?.();
           }
@@ -248,22 +263,18 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
 
       const summary = `merged ${paths.length} models (${how}${paths.length === 2 ? `, alpha ${flags.alpha}` : ', uniform average'}${flags.repair ? `, repaired (${repairMode}, ${corrections.length} layers)` : ''}) -> ${written.join(', ')}`;
       if (flags.json) {
-        ctx.out(
-          JSON.stringify(
-            {
-              output: written,
-              models: paths,
-              aligned: flags.align,
-              how,
-              alpha: paths.length === 2 ? flags.alpha : null,
-              repair: flags.repair ? { mode: repairMode, corrections, skipped } : null,
-              data: data ? { name: data.name, count: data.count, preprocessing: data.preprocessing } : null,
-              evaluation,
-            },
-            null,
-            2,
-          ),
-        );
+        const doc = jsonDocument('merge', {
+          output: written,
+          models: paths,
+          aligned: flags.align,
+          how,
+          alpha: paths.length === 2 ? flags.alpha : null,
+          repair: flags.repair ? { mode: repairMode, corrections, skipped } : null,
+          data: data ? { name: data.name, count: data.count, preprocessing: data.preprocessing } : null,
+          evaluation,
+          warning,
+        });
+        ctx.out(JSON.stringify(doc, null, 2));
         return;
       }
       ctx.out(summary);

@@ -4,20 +4,20 @@
  * curve(s) and barrier alone. Both are measurements: no input is written to.
  */
 import { Command } from 'commander';
-import type { Params } from '../tensor.js';
-import { alignmentReport, reportToJson, type AlignMethod } from '../measure/alignment-report.js';
-import { barrierOf, sweep, type CurvePoint } from '../measure/barrier.js';
+import { alignmentReport, narrowest, reportToJson, type AlignMethod, type AlignmentReport, type RepairedPath } from '../measure/alignment-report.js';
+import { barrierOf, reduction, sweep, type CurvePoint } from '../measure/barrier.js';
+import { normalisationOf, reportHint } from '../measure/advice.js';
+import { jsonDocument } from '../report/json.js';
 import { formatReport } from '../report/text.js';
 import { renderHtmlReport } from '../report/html.js';
 import { sliceDataset } from '../data/dataset.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { formatNumber } from '../measure/checks.js';
+import { formatNumber, plural } from '../measure/checks.js';
 import { readModels } from './model-file.js';
 import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec } from './resolve.js';
 import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
-import { reductionPercent } from '../measure/barrier.js';
 import { repairedSweep, type RepairedSweepOptions } from '../merge/repair-sweep.js';
 import { repairSetup, parseRepairMode } from './merge.js';
 
@@ -45,8 +45,10 @@ function measureOptions(cmd: Command): Command {
     .argument('<A>', 'model A (.onnx, or an MLP as .safetensors)')
     .argument('<B>', 'model B (same architecture)')
     .requiredOption('--data <d>', 'evaluation data: fashion-mnist[:train|:test], synthetic[:N], an IDX folder, a .npz file, or x.npy,y.npy')
-    .option('--points <k>', 'interior steps K of the interpolation (K+1 points)', parseIntOption('--points', 1, 10000), 24)
-    .option('--limit <n>', 'evaluate on the first n examples only', parseIntOption('--limit', 1))
+    .option('--points <k>', 'steps K of the interpolation: α = 0, 1/K, ..., 1 (K+1 points; JSON "points" counts them)', parseIntOption('--points', 1, 10000), 24)
+    .option('--limit <n>', 'evaluate on the first n examples only (default: all of them)', parseIntOption('--limit', 1))
+    .option('--repair', 'also measure the path with REPAIR (each interpolated net renormalised on the first --probe examples): the aligned path, or for barrier without --align the naive one')
+    .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
     .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
 }
@@ -89,6 +91,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
     }
   };
   const runner = await resolveRunner(models[0], spec, engine);
+  const normalisation = normalisationOf(Object.keys(models[0].params), models[0].onnx);
   try {
     if (!align) {
       const curve = await sweep(models[0].params, models[1].params, flags.points, (p) => runner.evaluate(p, evalData), (i, n) => ctx.progress.update('interpolating', i, n));
@@ -108,29 +111,33 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
       maxIter: flags.maxIter,
       engine,
       title: `${paths[1]} aligned to ${paths[0]} (${flags.method} matching)`,
-      // Align-to-self applies when B is A: the same file, or the same weights under another name.
-      selfRun: sameParams(models[0].params, models[1].params),
+      normalisation,
       onStage: (stage, done, total) => ctx.progress.update(stage, done, total),
     });
     ctx.progress.done();
     const repairedCurve = await repaired(applyPermutation(spec.spec, report.perms, models[1].params));
-    return { ctx, data, spec, curve: null, report, repairedCurve, repairMode, inputs };
+    return { ctx, data, spec, curve: null, report: withRepair(report, repairedCurve, repairMode, normalisation), repairedCurve, repairMode, inputs };
   } finally {
     await runner.dispose?.();
   }
 }
 
-/** Whether two param sets are the same weights, bit for bit (then aligning one to the other is align-to-self). */
-function sameParams(a: Params, b: Params): boolean {
-  const names = Object.keys(a);
-  if (names.length !== Object.keys(b).length) return false;
-  return names.every((k) => {
-    const [x, y] = [a[k].data, b[k]?.data];
-    if (y === undefined || x.length !== y.length) return false;
-    const [ux, uy] = [new Uint32Array(x.buffer, x.byteOffset, x.length), new Uint32Array(y.buffer, y.byteOffset, y.length)];
-    for (let i = 0; i < ux.length; i++) if (ux[i] !== uy[i]) return false;
-    return true;
+/** The report with its aligned path's REPAIR measurement attached, and the hint redone with it. */
+function withRepair(report: AlignmentReport, curve: CurvePoint[] | null, mode: string | null, normalisation: ReturnType<typeof normalisationOf>): AlignmentReport {
+  const repaired = curve === null || mode === null ? null : repairedPath('aligned', mode, report.aligned.curve, curve);
+  const hint = reportHint({
+    method: report.method,
+    verdict: report.verdict,
+    normalisation,
+    narrowestWidth: narrowest(report.churn),
+    repaired: repaired === null ? null : { before: report.aligned.barrier.loss, after: repaired.barrier.loss },
   });
+  return { ...report, repaired, hint };
+}
+
+function repairedPath(of: RepairedPath['of'], mode: string, base: readonly CurvePoint[], curve: CurvePoint[]): RepairedPath {
+  const barrier = barrierOf(curve);
+  return { of, mode, curve, barrier, reduction: reduction(barrierOf(base).loss, barrier.loss), midpoint: midpoints(base, curve) };
 }
 
 function curveTable(title: string, curve: readonly CurvePoint[]): string {
@@ -144,52 +151,40 @@ function curveTable(title: string, curve: readonly CurvePoint[]): string {
 export function barrierCommand(globals: () => GlobalOptions): Command {
   return measureOptions(new Command('barrier').description('measure the loss and accuracy along the straight line between two models, before (and with --align, after) alignment'))
     .option('--align', 'also align B to A and measure again')
-    .option('--repair', 'also measure the path with REPAIR (each interpolated net renormalised on the first --probe examples): the aligned path with --align, else the naive one')
-    .option('--repair-mode <m>', 'sequential (layer by layer, re-measuring) | oneshot', 'sequential')
-    .option('--json', 'print the curves and barriers as JSON')
+    .option('--json', 'print the curves and barriers as JSON (format rebasin-barrier, schema/barrier.json)')
     .action(async (a: string, b: string, flags: MeasureFlags) => {
       const g = globals();
       const { ctx, data, curve, report, repairedCurve, repairMode } = await measure([a, b], flags, g, flags.align === true);
       const naive = report ? report.naive.curve : (curve as CurvePoint[]);
       const base = report ? report.aligned.curve : naive;
-      const baseName = report ? 'aligned' : 'naive';
-      const repairedJson = repairedCurve
-        ? {
-            of: baseName,
-            mode: repairMode,
-            curve: repairedCurve,
-            barrier: barrierOf(repairedCurve),
-            reductionPercent: reductionPercent(barrierOf(base).loss, barrierOf(repairedCurve).loss),
-            midpoint: midpoints(base, repairedCurve),
-          }
-        : null;
+      const repaired = repairedCurve && repairMode ? repairedPath(report ? 'aligned' : 'naive', repairMode, base, repairedCurve) : null;
       if (flags.json) {
-        ctx.out(
-          JSON.stringify(
-            {
-              data: { name: data.name, count: data.count, preprocessing: data.preprocessing },
-              naive: { curve: naive, barrier: barrierOf(naive) },
-              aligned: report ? { curve: report.aligned.curve, barrier: report.aligned.barrier, reductionPercent: report.reductionPercent } : null,
-              repaired: repairedJson,
-            },
-            null,
-            2,
-          ),
-        );
+        const doc = jsonDocument('barrier', {
+          data: { name: data.name, count: data.count, preprocessing: data.preprocessing },
+          points: naive.length,
+          naive: { curve: naive, barrier: barrierOf(naive) },
+          aligned: report ? { method: report.method, curve: report.aligned.curve, barrier: report.aligned.barrier, reduction: report.reduction } : null,
+          repaired,
+        });
+        ctx.out(JSON.stringify(doc, null, 2));
         return;
       }
-      ctx.out(`data: ${data.name}, ${data.count} examples (${data.preprocessing})`);
+      ctx.out(`data: ${data.name}, ${plural(data.count, 'example')} (${data.preprocessing})`);
       ctx.out(curveTable('before alignment:', naive));
       if (report) {
         ctx.out(curveTable(`after alignment (${flags.method} matching):`, report.aligned.curve));
-        ctx.out(`reduction of the loss barrier: ${report.reductionPercent === null ? 'n/a' : `${report.reductionPercent.toFixed(1)}%`}`);
+        ctx.out(`reduction of the loss barrier: ${percent(report.reduction)}`);
       }
-      if (repairedCurve && repairedJson) {
-        ctx.out(sideBySide(`${baseName} path without and with REPAIR (${repairMode}):`, base, repairedCurve));
-        const pct = repairedJson.reductionPercent;
-        ctx.out(`reduction of the ${baseName} loss barrier by repair: ${pct === null ? 'n/a' : `${pct.toFixed(1)}%`}`);
+      if (repaired) {
+        ctx.out(sideBySide(`${repaired.of} path without and with REPAIR (${repaired.mode}):`, base, repaired.curve));
+        ctx.out(`reduction of the ${repaired.of} loss barrier by repair: ${percent(repaired.reduction)}`);
       }
     });
+}
+
+/** A fraction (JSON's unit) as text's percent. */
+function percent(fraction: number | null): string {
+  return fraction === null ? 'n/a' : `${(100 * fraction).toFixed(1)}%`;
 }
 
 /** The curve points nearest α = 0.5 of both curves (the merge the user would write). */
@@ -212,16 +207,16 @@ function sideBySide(title: string, base: readonly CurvePoint[], repaired: readon
 }
 
 export function reportCommand(globals: () => GlobalOptions): Command {
-  return measureOptions(new Command('report').description('align B to A and report: churn, barrier before vs after, the three checks and a verdict'))
+  return measureOptions(new Command('report').description('align B to A and report: churn, barrier before vs after, the three checks (align-to-self runs on A), a verdict and, when the result is poor, a hint'))
     .option('--html <file>', 'also write a self-contained HTML page with the plots')
-    .option('--json [file]', 'write every number as JSON (to the file, or to stdout instead of the text report)')
+    .option('--json [file]', 'write every number as JSON (format rebasin-report, schema/report.json) to the file, or to stdout instead of the text report')
     .option('--check', 'exit with code 1 when any check fails')
     .action(async (a: string, b: string, flags: MeasureFlags) => {
       const g = globals();
       const jsonFile = typeof flags.json === 'string' ? flags.json : undefined;
       const { ctx, data, report, inputs } = await measure([a, b], flags, g, true, [flags.html, jsonFile]);
       if (!report) return;
-      const json = { data: { name: data.name, count: data.count, preprocessing: data.preprocessing }, report: reportToJson(report) };
+      const json = jsonDocument('report', { data: { name: data.name, count: data.count, preprocessing: data.preprocessing }, report: reportToJson(report) });
       if (jsonFile) writeFileAtomic(jsonFile, new TextEncoder().encode(JSON.stringify(json, null, 2)), { inputs });
       if (flags.html) {
         const html = renderHtmlReport([report], { title: `rebasin report: ${b} aligned to ${a}`, subtitle: `${data.name}, ${data.count} examples (${data.preprocessing})` });
@@ -229,7 +224,7 @@ export function reportCommand(globals: () => GlobalOptions): Command {
         ctx.info(`wrote ${flags.html}`);
       }
       if (flags.json === true) ctx.out(JSON.stringify(json, null, 2));
-      else ctx.out(`data: ${data.name}, ${data.count} examples (${data.preprocessing})\n\n${formatReport(report, { color: ctx.color })}`);
+      else ctx.out(`data: ${data.name}, ${plural(data.count, 'example')} (${data.preprocessing})\n\n${formatReport(report, { color: ctx.color })}`);
       if (flags.check && report.checks.some((c) => c.status === 'FAIL')) process.exitCode = EXIT_CHECK_FAILED;
     });
 }

@@ -65,6 +65,16 @@ export async function similarityMatrix(layer: LayerActivations, score: Activatio
 }
 
 /**
+ * Units the score cannot tell apart from any other (a dead ReLU: no variance over the probe for Pearson,
+ * all zero for cosine): unitRows makes them zero rows, so matching may place them anywhere among
+ * themselves. `x` is count × width, row-major. The report's align-to-self check allows these to move.
+ */
+export function indistinctUnits(x: Float32Array, count: number, width: number, score: ActivationScore = 'pearson'): boolean[] {
+  const t = unitRows(x, count, width, score === 'pearson');
+  return Array.from({ length: width }, (_, i) => t.subarray(i * count, (i + 1) * count).every((v) => v === 0));
+}
+
+/**
  * Unit-major rows (width × count), each centred (for Pearson) and scaled to unit length, so that their
  * dot products are the correlations. A unit that never varies (a dead ReLU) becomes a zero row: it is
  * equally (un)like every other unit.

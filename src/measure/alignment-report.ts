@@ -10,9 +10,9 @@ import type { PermutationSpec } from '../spec/spec.js';
 import { permSizes, validateSpec } from '../spec/spec.js';
 import { applyPermutation, churn, isIdentity, randomPerms, type Perms } from '../permute.js';
 import { weightMatching, type WeightScore, type MatchProgress } from '../match/weight-matching.js';
-import { activationMatching, type ActivationScore, type LayerActivations } from '../match/activation-matching.js';
+import { activationMatching, indistinctUnits, type ActivationScore, type LayerActivations } from '../match/activation-matching.js';
 import type { MatmulEngine } from '../engine/matmul.js';
-import { barrierOf, reductionPercent, sweep, type Barrier, type CurvePoint } from './barrier.js';
+import { barrierOf, interpolate, reduction, sweep, type Barrier, type CurvePoint } from './barrier.js';
 import type { LabelledData, ModelRunner, ProbeBatch } from './runner.js';
 import {
   invarianceCheck,
@@ -24,6 +24,7 @@ import {
   type Check,
   type Verdict,
 } from './checks.js';
+import { reportHint, type Normalisation } from './advice.js';
 
 export type AlignMethod = 'weight' | 'cosine' | 'activation';
 
@@ -37,7 +38,7 @@ export interface AlignmentReportOptions {
   /** Probe batch for activation matching and the invariance check. */
   probe: ProbeBatch;
   method: AlignMethod;
-  /** Interior steps K of the sweep (K + 1 points); default 24 (25 points). */
+  /** Steps K of the sweep: α = 0, 1/K, ..., 1, so K + 1 points; default 24 (25 points). */
   points?: number;
   seed?: number;
   /** Maximum passes of weight matching; default 100. */
@@ -47,8 +48,8 @@ export interface AlignmentReportOptions {
   title?: string;
   /** Activation score for 'activation'; default pearson. */
   activationScore?: ActivationScore;
-  /** True when B is A (the align-to-self run); enables the self check. */
-  selfRun?: boolean;
+  /** What normalisation the model has (BatchNorm kept or folded): only for the hint. Default 'none'. */
+  normalisation?: Normalisation;
   onStage?: (stage: string, done: number, total: number) => void;
 }
 
@@ -58,10 +59,42 @@ export interface PermutationChurn {
   churn: number;
 }
 
+/** A aligned to itself by the report's own method (the align-to-self check's evidence). */
+export interface SelfAlignment {
+  /**
+   * Names of the permutations that came out NOT the identity (empty when the check passes), leaving out
+   * moves among units activation matching cannot tell apart (counted in `indistinct`).
+   */
+  nonIdentity: string[];
+  /**
+   * Activation matching: units moved only among units the probe cannot tell apart (no variance on any
+   * probe example, e.g. dead ReLUs): any placement among them is equally good, so they do not fail the
+   * check; the path to P(A) must still be flat. 0 for weight matching.
+   */
+  indistinct: number;
+  /** A → P(A) at α = 0, 0.5, 1 (the midpoint is evaluated; the endpoints are A, or P(A) when it differs). */
+  curve: CurvePoint[];
+  barrier: Barrier;
+}
+
+/** The aligned path measured again with REPAIR (each interpolated net renormalised); see merge/repair-sweep.ts. */
+export interface RepairedPath {
+  /** The path repaired: 'aligned' (A to P(B)) in a report, or 'naive' for `barrier` without --align. */
+  of: 'aligned' | 'naive';
+  mode: string;
+  curve: CurvePoint[];
+  barrier: Barrier;
+  /** Fraction of the path's loss barrier that REPAIR removes (1 = all); null when there was none. */
+  reduction: number | null;
+  /** The points nearest α = 0.5 without and with REPAIR (the merge the user would write). */
+  midpoint: { alpha: number; without: { loss: number; accuracy: number }; with: { loss: number; accuracy: number } };
+}
+
 export interface AlignmentReport {
   title: string;
   method: AlignMethod;
   seed: number;
+  /** Number of points of each sweep (K + 1). */
   points: number;
   dataCount: number;
   perms: Record<string, Int32Array>;
@@ -70,12 +103,17 @@ export interface AlignmentReport {
   endpoints: { a: CurvePoint; b: CurvePoint };
   naive: { curve: CurvePoint[]; barrier: Barrier };
   aligned: { curve: CurvePoint[]; barrier: Barrier };
-  /** Reduction of the paper's loss barrier, in %; null when there was none. */
-  reductionPercent: number | null;
+  /** Reduction of the paper's loss barrier as a fraction (1 = removed, negative = raised); null when there was none. */
+  reduction: number | null;
+  selfAlignment: SelfAlignment;
   checks: Check[];
   verdict: Verdict;
   verdictRule: string;
   thresholds: typeof THRESHOLDS;
+  /** The aligned path with REPAIR, when it was measured (report --repair); else null. */
+  repaired: RepairedPath | null;
+  /** One line on what to try next when the result is poor, from the evidence above (see advice.ts); else null. */
+  hint: string | null;
 }
 
 export async function alignmentReport(o: AlignmentReportOptions): Promise<AlignmentReport> {
@@ -100,32 +138,89 @@ export async function alignmentReport(o: AlignmentReportOptions): Promise<Alignm
   // Check 1: a random permutation of B computes B's function (the identity everything rests on).
   const randomB = applyPermutation(o.spec, randomPerms(permSizes(o.spec, o.b), seed + 1), o.b);
   const drift = maxAbsDiff(await o.runner.outputs(o.b, o.probe), await o.runner.outputs(randomB, o.probe));
-  const allIdentity = Object.values(perms).every(isIdentity);
+
+  // Check 2: the same matcher on (A, A) must find the identity, and the path to that P(A) must be flat.
+  stage('aligning A to itself', 0, 1);
+  const selfAlignment = await alignToSelf(o, seed, naiveCurve[0], evaluate);
+  stage('aligning A to itself', 1, 1);
 
   const checks = [
     invarianceCheck(drift),
-    selfCheck(o.selfRun === true, allIdentity, aligned.loss),
+    selfCheck(selfAlignment.nonIdentity, selfAlignment.barrier.loss, selfAlignment.indistinct),
     monotonicityCheck(naive.loss, aligned.loss),
   ];
+  const verdict = verdictOf(naive.loss, aligned.loss);
+  const churnList = churnOf(perms);
 
   return {
     title: o.title ?? `${o.method} matching`,
     method: o.method,
     seed,
-    points,
+    points: points + 1,
     dataCount: o.data.count,
     perms,
-    churn: Object.entries(perms).map(([name, p]) => ({ name, size: p.length, churn: churn(p) })),
+    churn: churnList,
     matching,
     endpoints: { a: naiveCurve[0], b: naiveCurve[naiveCurve.length - 1] },
     naive: { curve: naiveCurve, barrier: naive },
     aligned: { curve: alignedCurve, barrier: aligned },
-    reductionPercent: reductionPercent(naive.loss, aligned.loss),
+    reduction: reduction(naive.loss, aligned.loss),
+    selfAlignment,
     checks,
-    verdict: verdictOf(naive.loss, aligned.loss),
+    verdict,
     verdictRule: verdictRule(),
     thresholds: THRESHOLDS,
+    repaired: null,
+    hint: reportHint({
+      method: o.method,
+      verdict,
+      normalisation: o.normalisation ?? 'none',
+      narrowestWidth: narrowest(churnList),
+      repaired: null,
+    }),
   };
+}
+
+/** Churn of every permutation, in the spec's order: the one shape JSON output uses everywhere. */
+export function churnOf(perms: Record<string, Int32Array>): PermutationChurn[] {
+  return Object.entries(perms).map(([name, p]) => ({ name, size: p.length, churn: churn(p) }));
+}
+
+/** The smallest permuted width (null when nothing is permuted). */
+export function narrowest(churnList: readonly PermutationChurn[]): number | null {
+  return churnList.length === 0 ? null : Math.min(...churnList.map((c) => c.size));
+}
+
+/**
+ * A aligned to A by the report's own method. With identity permutations P(A) is A, so the path costs one
+ * evaluation (its midpoint, which rounding alone may move off A); otherwise P(A) is evaluated too.
+ */
+async function alignToSelf(
+  o: AlignmentReportOptions,
+  seed: number,
+  atA: CurvePoint,
+  evaluate: (params: Params) => Promise<{ loss: number; accuracy: number }>,
+): Promise<SelfAlignment> {
+  const { perms } = await matchPerms({ ...o, b: o.a, seed });
+  const moved = Object.entries(perms).filter(([, p]) => !isIdentity(p));
+  let nonIdentity = moved.map(([name]) => name);
+  let indistinct = 0;
+  if (o.method === 'activation' && moved.length > 0 && o.runner.activations) {
+    const acts = await o.runner.activations(o.a, o.probe);
+    nonIdentity = [];
+    for (const [name, p] of moved) {
+      const u = acts[name];
+      const free = indistinctUnits(u.data, u.rows ?? o.probe.count, u.width, o.activationScore);
+      const units = Array.from(p.keys()).filter((i) => p[i] !== i);
+      if (units.every((i) => free[i] && free[p[i]])) indistinct += units.length;
+      else nonIdentity.push(name);
+    }
+  }
+  const selfA = moved.length === 0 ? o.a : applyPermutation(o.spec, perms, o.a);
+  const mid = await evaluate(interpolate(o.a, selfA, 0.5));
+  const end = selfA === o.a ? atA : { alpha: 1, ...(await evaluate(selfA)) };
+  const curve = [atA, { alpha: 0.5, loss: mid.loss, accuracy: mid.accuracy }, { alpha: 1, loss: end.loss, accuracy: end.accuracy }];
+  return { nonIdentity, indistinct, curve, barrier: barrierOf(curve) };
 }
 
 export interface MatchPermsOptions {
@@ -178,9 +273,13 @@ export async function matchPerms(o: MatchPermsOptions): Promise<{ perms: Record<
   };
 }
 
-/** Every number of the report as plain JSON (permutations as arrays). */
+/** Every number of the report as plain JSON (permutations as arrays); schema/report.json describes it. */
 export function reportToJson(r: AlignmentReport): unknown {
-  return { ...r, perms: Object.fromEntries(Object.entries(r.perms).map(([k, v]) => [k, Array.from(v)])) };
+  return { ...r, perms: permsToJson(r.perms) };
+}
+
+export function permsToJson(perms: Record<string, Int32Array>): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(perms).map(([k, v]) => [k, Array.from(v)]));
 }
 
 export type { Perms };

@@ -9,6 +9,7 @@
 import type { Params, Tensor } from '../tensor.js';
 import { lerp } from '../tensor.js';
 import { InputError } from '../errors.js';
+import { THRESHOLDS } from './checks.js';
 
 export interface Evaluation {
   loss: number;
@@ -91,8 +92,12 @@ export function barrierOf(curve: readonly CurvePoint[]): Barrier {
   return { loss, lossOverEndpoints: Math.max(0, maxLoss - Math.max(first.loss, last.loss)), accuracy, argmaxAlpha };
 }
 
-/** Relative reduction of a barrier, in % (100 = removed entirely); null when there was nothing to reduce. */
-export function reductionPercent(before: number, after: number): number | null {
-  if (!(before > 1e-12)) return null;
-  return (100 * (before - after)) / before;
+/**
+ * Relative reduction of a barrier as a fraction (1 = removed entirely, 0.5 = halved, −0.18 = raised by 18%);
+ * null when there was nothing to reduce (before ≤ THRESHOLDS.zero). JSON carries this fraction;
+ * text prints it in percent.
+ */
+export function reduction(before: number, after: number): number | null {
+  if (!(before > THRESHOLDS.zero)) return null;
+  return (before - after) / before;
 }

@@ -9,7 +9,7 @@
  * Dependency-free and free of Node imports on purpose: the browser page renders with the same code.
  */
 import { reportToJson, type AlignmentReport } from '../measure/alignment-report.js';
-import { formatNumber, type Check } from '../measure/checks.js';
+import { barrierValue, formatNumber, plural, type Check } from '../measure/checks.js';
 
 export interface HtmlReportMeta {
   title: string;
@@ -23,7 +23,7 @@ export const REPORT_DATA_ID = 'rebasin-data';
 
 /** Shape of the embedded JSON. */
 export interface EmbeddedReportData {
-  format: 'rebasin-report';
+  format: 'rebasin-html-report';
   version: 1;
   title: string;
   subtitle?: string;
@@ -34,7 +34,7 @@ export interface EmbeddedReportData {
 
 export function renderHtmlReport(reports: readonly AlignmentReport[], meta: HtmlReportMeta): string {
   const data: EmbeddedReportData = {
-    format: 'rebasin-report',
+    format: 'rebasin-html-report',
     version: 1,
     title: meta.title,
     ...(meta.subtitle !== undefined ? { subtitle: meta.subtitle } : {}),
@@ -101,18 +101,18 @@ function reportSection(r: AlignmentReport, index: number): string {
   const id = `report-${index}`;
   const before = r.naive.barrier;
   const after = r.aligned.barrier;
-  const counts = { PASS: 0, FAIL: 0, SKIPPED: 0 };
+  const counts = { PASS: 0, FAIL: 0 };
   for (const c of r.checks) counts[c.status]++;
   const matching =
     r.matching.iterations !== undefined
-      ? `<div><dt>matching</dt><dd>${esc(r.matching.iterations)} passes, objective ${esc(fmt(r.matching.objectiveBefore))} → ${esc(fmt(r.matching.objectiveAfter))}</dd></div>`
+      ? `<div><dt>matching</dt><dd>${esc(plural(r.matching.iterations, 'pass', 'passes'))}, objective ${esc(fmt(r.matching.objectiveBefore))} → ${esc(fmt(r.matching.objectiveAfter))}</dd></div>`
       : '';
   return `<section class="report" id="${id}" aria-labelledby="${id}-title" data-verdict="${esc(r.verdict)}">
 <h2 id="${id}-title">${esc(r.title)}</h2>
 <dl class="facts">
 <div><dt>method</dt><dd data-field="method">${esc(r.method)}</dd></div>
 <div><dt>seed</dt><dd data-field="seed">${esc(r.seed)}</dd></div>
-<div><dt>points</dt><dd data-field="points">${esc(r.points + 1)} values of α (K = ${esc(r.points)})</dd></div>
+<div><dt>points</dt><dd data-field="points">${esc(r.points)} values of α (K = ${esc(r.points - 1)})</dd></div>
 <div><dt>data</dt><dd data-field="dataCount">${esc(r.dataCount)} examples</dd></div>
 ${matching}
 </dl>
@@ -121,7 +121,7 @@ ${matching}
 <div class="label">verdict</div>
 <div class="value">${esc(verdictText(r))}</div>
 <div class="rule">${esc(r.verdictRule)}</div>
-</div>
+${r.hint !== null ? `<div class="rule hint" data-field="hint">${esc(r.hint)}</div>\n` : ''}</div>
 <div class="headline">
 <div class="label">loss barrier</div>
 <div class="value"><span class="naive-text" data-barrier-before="${num(before.loss)}">${esc(fmt(before.loss))}</span> → <span class="aligned-text" data-barrier-after="${num(after.loss)}">${esc(fmt(after.loss))}</span></div>
@@ -130,7 +130,7 @@ ${matching}
 <div class="headline">
 <div class="label">checks</div>
 <div class="value">${r.checks.map((c) => statusBadge(c.status)).join(' ')}</div>
-<div class="rule">${counts.PASS} passed, ${counts.FAIL} failed, ${counts.SKIPPED} skipped</div>
+<div class="rule">${counts.PASS} passed, ${counts.FAIL} failed</div>
 </div>
 </div>
 
@@ -157,9 +157,7 @@ function verdictText(r: AlignmentReport): string {
 }
 
 function reductionText(r: AlignmentReport): string {
-  return r.reductionPercent === null
-    ? 'reduction n/a (no barrier before alignment)'
-    : `reduction ${r.reductionPercent.toFixed(1)}%`;
+  return r.reduction === null ? 'reduction n/a (no barrier before alignment)' : `reduction ${(100 * r.reduction).toFixed(1)}%`;
 }
 
 function verdictBadge(r: AlignmentReport): string {
@@ -173,9 +171,10 @@ function statusBadge(status: Check['status']): string {
 function barrierTable(r: AlignmentReport): string {
   const b = r.naive.barrier;
   const a = r.aligned.barrier;
-  const max = Math.max(b.loss, a.loss, 0);
+  // Barriers within THRESHOLDS.zero of 0 are rounding: drawn empty, and they do not set the scale.
+  const max = Math.max(barrierValue(b.loss), barrierValue(a.loss), 0);
   const bar = (v: number, cls: string) => {
-    const pct = max > 0 && Number.isFinite(v) ? (100 * Math.max(0, v)) / max : 0;
+    const pct = max > 0 && Number.isFinite(v) ? (100 * Math.max(0, barrierValue(v))) / max : 0;
     return `<div class="bar" role="img" aria-label="${esc(fmt(v))}, ${pct.toFixed(0)}% of the larger barrier"><span class="${cls}" style="width:${pct.toFixed(2)}%"></span></div>`;
   };
   const pts = (x: number) => `${(100 * x).toFixed(2)} pts`;
@@ -503,8 +502,8 @@ dl.facts dd{margin:0;color:var(--fg)}
 .summary .value{font-size:1.3rem;font-weight:650;margin:2px 0}
 .summary .rule{font-size:.82rem;color:var(--muted)}
 .verdict-collapsed{border-color:var(--pass)!important;background:var(--pass-bg)}
-.verdict-partially-reduced,.verdict-no-barrier-to-remove{border-color:var(--skip)!important;background:var(--skip-bg)}
-.verdict-unchanged{border-color:var(--fail)!important;background:var(--fail-bg)}
+.verdict-reduced,.verdict-no-barrier-to-remove{border-color:var(--skip)!important;background:var(--skip-bg)}
+.verdict-unchanged,.verdict-increased{border-color:var(--fail)!important;background:var(--fail-bg)}
 .pill{display:inline-block;font-size:.78rem;padding:0 8px;border-radius:10px;border:1px solid var(--line)}
 .badge{display:inline-block;min-width:4.6em;text-align:center;font-size:.78rem;font-weight:700;letter-spacing:.03em;padding:1px 8px;border-radius:4px;border:1px solid}
 .badge-pass{color:var(--pass);background:var(--pass-bg)}

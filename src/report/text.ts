@@ -3,7 +3,7 @@
  * larger of the two (40 columns), the reduction, the three checks and the verdict.
  */
 import type { AlignmentReport } from '../measure/alignment-report.js';
-import { formatNumber } from '../measure/checks.js';
+import { barrierValue, formatNumber, plural } from '../measure/checks.js';
 
 export const BAR_WIDTH = 40;
 
@@ -21,10 +21,10 @@ export function formatReport(r: AlignmentReport, options: TextOptions = {}): str
   const status = (s: string) => paint(s.padEnd(7), s === 'PASS' ? 32 : s === 'FAIL' ? 31 : 33);
   const lines: string[] = [];
   lines.push(paint(`== ${r.title} ==`, 1));
-  lines.push(`method ${r.method}, seed ${r.seed}, ${r.points + 1} points on ${r.dataCount} examples`);
+  lines.push(`method ${r.method}, seed ${r.seed}, ${r.points} points on ${plural(r.dataCount, 'example')}`);
   if (r.matching.iterations !== undefined) {
     lines.push(
-      `matching: ${r.matching.iterations} passes, objective ${formatNumber(r.matching.objectiveBefore ?? 0)} -> ${formatNumber(r.matching.objectiveAfter ?? 0)}`,
+      `matching: ${plural(r.matching.iterations, 'pass', 'passes')}, objective ${formatNumber(r.matching.objectiveBefore ?? 0)} -> ${formatNumber(r.matching.objectiveAfter ?? 0)}`,
     );
   }
   lines.push('');
@@ -36,12 +36,13 @@ export function formatReport(r: AlignmentReport, options: TextOptions = {}): str
   lines.push('');
   const before = r.naive.barrier.loss;
   const after = r.aligned.barrier.loss;
-  const max = Math.max(before, after);
+  // Barriers within THRESHOLDS.zero of 0 are rounding: they draw as empty bars and do not set the scale.
+  const max = Math.max(barrierValue(before), barrierValue(after));
   lines.push(`loss barrier (max over α of L(α) − linear interpolation of the endpoint losses):`);
-  lines.push(`  before  ${bar(before, max)}  ${formatNumber(before)}`);
-  lines.push(`  after   ${bar(after, max)}  ${formatNumber(after)}`);
+  lines.push(`  before  ${bar(barrierValue(before), max)}  ${formatNumber(before)}`);
+  lines.push(`  after   ${bar(barrierValue(after), max)}  ${formatNumber(after)}`);
   lines.push(
-    `  reduction: ${r.reductionPercent === null ? 'n/a (no barrier before alignment)' : `${r.reductionPercent.toFixed(1)}%`}`,
+    `  reduction: ${r.reduction === null ? 'n/a (no barrier before alignment)' : `${(100 * r.reduction).toFixed(1)}%`}`,
   );
   lines.push(
     `  endpoint-max barrier (max L(α) − max(L(A), L(B)), ≥ 0): before ${formatNumber(r.naive.barrier.lossOverEndpoints)}, after ${formatNumber(r.aligned.barrier.lossOverEndpoints)}`,
@@ -50,11 +51,20 @@ export function formatReport(r: AlignmentReport, options: TextOptions = {}): str
     `  accuracy barrier: before ${(100 * r.naive.barrier.accuracy).toFixed(2)} pts, after ${(100 * r.aligned.barrier.accuracy).toFixed(2)} pts` +
       `  (A ${(100 * r.endpoints.a.accuracy).toFixed(2)}%, B ${(100 * r.endpoints.b.accuracy).toFixed(2)}%)`,
   );
+  if (r.repaired !== null) {
+    const p = r.repaired;
+    const m = p.midpoint;
+    lines.push(
+      `  with REPAIR (${p.mode}) on the ${p.of} path: barrier ${formatNumber(r[p.of].barrier.loss)} -> ${formatNumber(p.barrier.loss)}` +
+        `; at α = ${m.alpha.toFixed(3)} loss ${formatNumber(m.without.loss)} -> ${formatNumber(m.with.loss)}, accuracy ${(100 * m.without.accuracy).toFixed(2)}% -> ${(100 * m.with.accuracy).toFixed(2)}%`,
+    );
+  }
   lines.push('');
   lines.push('checks:');
   for (const c of r.checks) lines.push(`  ${status(c.status)} ${c.name.padEnd(24)} ${c.detail}  [${c.requirement}]`);
   lines.push('');
   const verdict = r.verdict === 'no barrier to remove' ? r.verdict : `barrier ${r.verdict}`;
   lines.push(`verdict: ${paint(verdict, 1)}  (${r.verdictRule})`);
+  if (r.hint !== null) lines.push(r.hint);
   return lines.join('\n');
 }

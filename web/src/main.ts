@@ -262,7 +262,7 @@ function showResult(m: Extract<FromWorker, { type: 'done' }>): void {
   summary.replaceChildren(
     fact('verdict', r.verdict, `verdict verdict-${r.verdict.replace(/\s+/g, '-')}`),
     fact('loss barrier', `${formatNumber(r.naive.barrier.loss)} → ${formatNumber(r.aligned.barrier.loss)}`, 'barrier'),
-    fact('reduction', r.reductionPercent === null ? 'n/a' : `${r.reductionPercent.toFixed(1)}%`, 'reduction'),
+    fact('reduction', r.reduction === null ? 'n/a' : `${(100 * r.reduction).toFixed(1)}%`, 'reduction'),
     fact('checks', r.checks.map((c) => `${c.name}: ${c.status}`).join(' · '), 'checks'),
     fact('data', `${json.data.name}, ${json.data.count} examples`, 'data'),
   );

@@ -12,6 +12,8 @@ import { assertSameOnnxGraph } from '../../src/io/onnx-compare.js';
 import { validateSpec } from '../../src/spec/spec.js';
 import { applyPermutation } from '../../src/permute.js';
 import { interpolate } from '../../src/measure/barrier.js';
+import { normalisationOf } from '../../src/measure/advice.js';
+import { jsonDocument } from '../../src/report/json.js';
 import { alignmentReport, reportToJson, type AlignMethod, type AlignmentReport } from '../../src/measure/alignment-report.js';
 import { renderHtmlReport } from '../../src/report/html.js';
 import { createOnnxRunnerWith, type OrtModule } from '../../src/engine/onnx-runner-core.js';
@@ -119,8 +121,7 @@ export async function runAlignment(
       seed: o.seed,
       engine,
       title: `${b.name} aligned to ${a.name} (${o.method} matching)`,
-      // The CLI compares paths; a page has no paths, so the same bytes count as the same model.
-      selfRun: sameBytes(a.bytes, b.bytes),
+      normalisation: normalisationOf(Object.keys(a.params), a.onnx),
       onStage,
     });
   } finally {
@@ -139,11 +140,5 @@ export async function runAlignment(
     generatedBy: 'the rebasin page (ONNX Runtime Web, in the browser)',
   });
   onStage('writing the models', 1, 1);
-  return { json: { data: dataInfo, report: reportToJson(report) }, report, html, aligned, merged };
-}
-
-function sameBytes(x: Uint8Array, y: Uint8Array): boolean {
-  if (x.length !== y.length) return false;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
+  return { json: jsonDocument('report', { data: dataInfo, report: reportToJson(report) }), report, html, aligned, merged };
 }
