@@ -9,7 +9,6 @@
  * answered by activation matching; narrow nets align poorly at any method (the paper widens them).
  */
 import type { OnnxModel } from '../io/onnx.js';
-import { hasBatchNorm } from '../merge/onnx-bn-repair.js';
 import type { Evaluation } from './barrier.js';
 import { formatNumber, verdictOf, type Verdict } from './checks.js';
 
@@ -26,7 +25,8 @@ export const NARROW_WIDTH = 64;
  * PyTorch keeps its `conv.weight` names, so it reads as 'none'.
  */
 export function normalisationOf(paramNames: readonly string[], onnx?: OnnxModel): Normalisation {
-  if (onnx !== undefined && hasBatchNorm(onnx)) return 'batchnorm';
+  // Not merge/onnx-bn-repair's hasBatchNorm: that module pulls in ONNX Runtime for Node, and the page bundles this file.
+  if (onnx !== undefined && onnx.graph.nodes.some((n) => n.opType === 'BatchNormalization' && (n.domain === '' || n.domain === 'ai.onnx'))) return 'batchnorm';
   if (paramNames.some((n) => /(^|\.)running_(mean|var)$/.test(n))) return 'batchnorm';
   if (onnx !== undefined) {
     const folded = onnx.graph.nodes.some((n) => n.opType === 'Conv' && /^onnx::Conv_/.test(n.inputs[1] ?? ''));
