@@ -151,7 +151,7 @@ function isCount(v: PyValue): v is number {
 function countTuple(v: PyValue, what: string, fail: (m: string) => never): number[] {
   if (!(v instanceof PyTuple)) fail(`${what} must be a tuple of ints, got ${typeName(v)}`);
   if (v.items.length > 64) fail(`${what} has ${v.items.length} dimensions (more than 64)`);
-  return v.items.map((x) => (isCount(x) ? x : fail(`${what} must hold non-negative ints, got ${typeName(x)}`)));
+  return v.items.map((x) => (isCount(x) ? x : fail(`${what} must hold non-negative ints below 2^53, got ${typeof x === 'number' || typeof x === 'bigint' ? String(x) : typeName(x)}`)));
 }
 
 /**
@@ -295,7 +295,7 @@ export function unpickle(pkl: Uint8Array, storageBytes: StorageBytes, label: str
     if (args.length < 4) fail(`${fn} takes (storage, offset, size, stride, ...), got ${args.length} arguments`);
     const [storage, offset, sizes, strides] = args;
     if (!(storage instanceof TorchStorage)) fail(`${fn}: the first argument must be a storage, got ${typeName(storage)}`);
-    if (!isCount(offset)) fail(`${fn}: the storage offset must be a non-negative int, got ${typeName(offset)}`);
+    if (!isCount(offset)) fail(`${fn}: the storage offset must be a non-negative int below 2^53, got ${typeof offset === 'number' || typeof offset === 'bigint' ? String(offset) : typeName(offset)}`);
     const shape = countTuple(sizes, `${fn}: size`, fail);
     const stride = countTuple(strides, `${fn}: stride`, fail);
     if (shape.length !== stride.length) fail(`${fn}: size has ${shape.length} dimensions but stride has ${stride.length}`);
