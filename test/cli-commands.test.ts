@@ -208,7 +208,7 @@ test('bad inputs: exit 2, one clear line, inputs untouched', () => {
       [['align', a, join(dir, 'mlp_b.onnx'), '-o', join(dir, 'x.gz')], /name the output \*\.onnx/],
       [['merge', join(dir, 'mlp_a.safetensors'), join(dir, 'mlp_b.safetensors'), '-o', join(dir, 'merged.bin')], /name the output \*\.safetensors/],
       [['align', join(dir, 'mlp_a.ext.onnx'), join(dir, 'mlp_a.ext.onnx'), '-o', join(dir, 'y.onnx'), '--perms', join(dir, 'y.onnx.data')], /two outputs/],
-      [['report', join(dir, 'mlp_a.ext.onnx'), join(dir, 'mlp_b.onnx'), '--data', slice, '--json', join(dir, 'mlp_a.ext.onnx.data')], /is the input file/],
+      [['report', join(dir, 'mlp_a.ext.onnx'), join(dir, 'mlp_b.onnx'), '--data', slice, `--json=${join(dir, 'mlp_a.ext.onnx.data')}`], /is the input file/],
       [['report', a, join(dir, 'mlp_b.onnx'), '--data', slice, '--html', join(dir, 'r.html'), '--json', join(dir, 'r.html')], /two outputs/],
       [['merge', a, join(dir, 'mlp_b.onnx'), '--data', `${join(dir, 'fmnist_test256-images-idx3-ubyte.gz')},${join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')}`, '-o', join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')], /is the input file/],
       [['train', '--data', `${join(dir, 'fmnist_test256-images-idx3-ubyte.gz')},${join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')}`, '-o', join(dir, 'fmnist_test256-labels-idx1-ubyte.gz')], /is the input file|must end in/],

@@ -6,7 +6,7 @@ import { plural } from '../measure/checks.js';
 import { jsonDocument } from '../report/json.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
 import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike, type ModelFile } from './model-file.js';
-import { assertOutputs, dataFiles, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { dataFiles, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
 import { assertSameFunction, assertSameFunctionStreamed, type FunctionCheckSummary } from './function-check.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
@@ -18,12 +18,22 @@ import { writePermutedSafetensors } from '../io/safetensors-stream.js';
 import { writePermutedOnnx } from '../io/onnx-stream.js';
 import type { OnnxModel } from '../io/onnx.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { assertOutputs, type OutputRequest } from './outputs.js';
 
 interface AlignFlags extends MatchFlags {
   output: string;
   perms?: string;
   json?: boolean;
   lowMemory?: boolean;
+  force?: boolean;
+}
+
+/** align's outputs: the model (and its external data) and the permutations file. */
+function alignOutputs(modelFiles: readonly string[], flags: AlignFlags): (OutputRequest | undefined)[] {
+  return [
+    ...modelFiles.map((path) => ({ path, option: '-o', kind: 'model' as const })),
+    flags.perms === undefined ? undefined : { path: flags.perms, option: '--perms', kind: 'text' as const },
+  ];
 }
 
 interface AlignOutcome extends MatchOutcome {
@@ -53,7 +63,7 @@ async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFla
   // B keeps its own graph (and its own Constant values): only the structure must be A's.
   const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: false });
   const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' && !specPermutesNothing(spec) ? flags.data : undefined)];
-  assertOutputs([...modelOutputs(models[1], flags.output), flags.perms], inputs);
+  assertOutputs(alignOutputs(modelOutputs(models[1], flags.output), flags), inputs, { force: flags.force });
   assertModelName(models[1], flags.output);
   const nothingToPermute = announceSpec(ctx, spec, a, b);
   const result: MatchOutcome = nothingToPermute ? { perms: {} } : await alignmentPerms(ctx, models[0], models[1], spec, flags);
@@ -98,7 +108,7 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
       }));
       const spec = resolveSpec(flags.spec, stubs, { strict: flags.strict, averages: false });
       const inputs = [...stubs.flatMap((m) => m.files), ...spec.files];
-      assertOutputs([...modelOutputs(stubs[1], flags.output), flags.perms], inputs);
+      assertOutputs(alignOutputs(modelOutputs(stubs[1], flags.output), flags), inputs, { force: flags.force });
       assertModelName(stubs[1], flags.output);
       const nothingToPermute = announceSpec(ctx, spec, a, b);
       const r: MatchOutcome = nothingToPermute
@@ -146,6 +156,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
     .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
+    .option('--force', 'write --perms even over a file that looks like a model or data file (never over an input)')
     .option('--json', 'print the result as JSON (format rebasin-align, schema/align.json)')
     .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching; the function check runs for models up to 128 MiB of weights and is reported skipped above)')
     .action(async (a: string, b: string, flags: AlignFlags) => {

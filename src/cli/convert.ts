@@ -9,6 +9,7 @@ import { InputError } from '../errors.js';
 import { writeSafetensorsFile } from '../io/safetensors-fs.js';
 import { readTorchCheckpointFile } from '../io/torch-checkpoint-fs.js';
 import { makeContext, type GlobalOptions } from './common.js';
+import { assertOutputs } from './outputs.js';
 
 export function convertCommand(globals: () => GlobalOptions): Command {
   return new Command('convert')
@@ -17,6 +18,7 @@ export function convertCommand(globals: () => GlobalOptions): Command {
     .requiredOption('-o, --output <file>', 'the safetensors file to write (*.safetensors)')
     .action((path: string, flags: { output: string }) => {
       const ctx = makeContext(globals());
+      assertOutputs([{ path: flags.output, option: '-o', kind: 'model' }], [path]);
       if (extname(flags.output).toLowerCase() !== '.safetensors') throw new InputError(`${flags.output}: convert writes safetensors; name the output *.safetensors`);
       const { file, wrapper } = readTorchCheckpointFile(path);
       writeSafetensorsFile(flags.output, file, { inputs: [path] });

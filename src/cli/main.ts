@@ -14,6 +14,8 @@ import { barrierCommand, reportCommand } from './report.js';
 import { specCommand } from './spec.js';
 import { trainCommand } from './train.js';
 import { convertCommand } from './convert.js';
+import { acceptsOutputValue, guardOptionalValues } from './outputs.js';
+import { cleanUpTempFilesOnSignals } from '../io/atomic.js';
 
 /** The version in package.json (dist/src/cli/main.js sits three folders below it). */
 function packageVersion(): string {
@@ -33,11 +35,16 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand, convertCommand]) program.addCommand(make(globals).exitOverride());
+  // Optional-value options (report --json [file]) never take a model file after them as their value.
+  for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand, convertCommand]) {
+    program.addCommand(guardOptionalValues(make(globals), acceptsOutputValue).exitOverride());
+  }
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // An interrupted run removes its temp files and exits 130 (SIGINT) or 143 (SIGTERM): see io/atomic.ts.
+  cleanUpTempFilesOnSignals();
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });

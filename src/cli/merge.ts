@@ -15,7 +15,8 @@ import { applyPermutation } from '../permute.js';
 import { interpolate } from '../measure/barrier.js';
 import type { Params, Tensor } from '../tensor.js';
 import { assertModelName, modelOutputs, readModels, writeModelLike, type ModelFile } from './model-file.js';
-import { assertOutputs, dataFiles, partialSpecNote, resolveData, resolveRunner, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { dataFiles, partialSpecNote, resolveData, resolveRunner, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { assertOutputs } from './outputs.js';
 import { assertSameFunction } from './function-check.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags } from './matching.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
@@ -183,7 +184,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
       // The merge is written into the first model's graph: every graph must be it, Constant values included.
       const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: true });
       const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
-      assertOutputs(modelOutputs(models[0], flags.output), inputs);
+      assertOutputs(modelOutputs(models[0], flags.output).map((path) => ({ path, option: '-o', kind: 'model' as const })), inputs);
       assertModelName(models[0], flags.output);
       if (flags.align) {
         const note = partialSpecNote(spec, paths[0]);

@@ -14,7 +14,8 @@ import { sliceDataset } from '../data/dataset.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatNumber, plural } from '../measure/checks.js';
 import { readModels } from './model-file.js';
-import { assertOutputs, dataFiles, resolveData, resolveRunner, resolveSpec } from './resolve.js';
+import { dataFiles, resolveData, resolveRunner, resolveSpec } from './resolve.js';
+import { assertOutputs, type OutputRequest } from './outputs.js';
 import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
@@ -38,6 +39,7 @@ interface MeasureFlags {
   repair?: boolean;
   repairMode?: string;
   strict?: boolean;
+  force?: boolean;
 }
 
 function measureOptions(cmd: Command): Command {
@@ -53,14 +55,14 @@ function measureOptions(cmd: Command): Command {
     .option('--probe <n>', 'probe examples for activation matching and the invariance check', parseIntOption('--probe', 1), 1000);
 }
 
-async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean, outputs: (string | undefined)[] = []) {
+async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOptions, align: boolean, outputs: (OutputRequest | undefined)[] = []) {
   const ctx = makeContext(g);
   const models = readModels(paths);
   // Both endpoints are evaluated on A's graph and interpolated: B's graph must be A's, Constant values included.
   const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: true });
   // Before any work: no output may land on a file this command reads.
   const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
-  assertOutputs(outputs, inputs);
+  assertOutputs(outputs, inputs, { force: flags.force });
   const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
   const engine = await ctx.engine();
   const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
@@ -209,12 +211,18 @@ function sideBySide(title: string, base: readonly CurvePoint[], repaired: readon
 export function reportCommand(globals: () => GlobalOptions): Command {
   return measureOptions(new Command('report').description('align B to A and report: churn, barrier before vs after, the three checks (align-to-self runs on A), a verdict and, when the result is poor, a hint'))
     .option('--html <file>', 'also write a self-contained HTML page with the plots')
-    .option('--json [file]', 'write every number as JSON (format rebasin-report, schema/report.json) to the file, or to stdout instead of the text report')
+    .option('--json [file]', 'write every number as JSON (format rebasin-report, schema/report.json) to the file (--json=FILE, or --json FILE when FILE is not a model or data file), or with no file or - to stdout instead of the text report')
+    .option('--force', 'write --json/--html even over a file that looks like a model or data file (never over an input)')
     .option('--check', 'exit with code 1 when any check fails')
     .action(async (a: string, b: string, flags: MeasureFlags) => {
       const g = globals();
-      const jsonFile = typeof flags.json === 'string' ? flags.json : undefined;
-      const { ctx, data, report, inputs } = await measure([a, b], flags, g, true, [flags.html, jsonFile]);
+      const jsonToStdout = flags.json === true || flags.json === '-';
+      const jsonFile = typeof flags.json === 'string' && !jsonToStdout ? flags.json : undefined;
+      const outputs: (OutputRequest | undefined)[] = [
+        flags.html === undefined ? undefined : { path: flags.html, option: '--html', kind: 'text' },
+        jsonFile === undefined ? undefined : { path: jsonFile, option: '--json', kind: 'text' },
+      ];
+      const { ctx, data, report, inputs } = await measure([a, b], flags, g, true, outputs);
       if (!report) return;
       const json = jsonDocument('report', { data: { name: data.name, count: data.count, preprocessing: data.preprocessing }, report: reportToJson(report) });
       if (jsonFile) writeFileAtomic(jsonFile, new TextEncoder().encode(JSON.stringify(json, null, 2)), { inputs });
@@ -223,7 +231,7 @@ export function reportCommand(globals: () => GlobalOptions): Command {
         writeFileAtomic(flags.html, new TextEncoder().encode(html), { inputs });
         ctx.info(`wrote ${flags.html}`);
       }
-      if (flags.json === true) ctx.out(JSON.stringify(json, null, 2));
+      if (jsonToStdout) ctx.out(JSON.stringify(json, null, 2));
       else ctx.out(`data: ${data.name}, ${plural(data.count, 'example')} (${data.preprocessing})\n\n${formatReport(report, { color: ctx.color })}`);
       if (flags.check && report.checks.some((c) => c.status === 'FAIL')) process.exitCode = EXIT_CHECK_FAILED;
     });

@@ -13,8 +13,6 @@ import { assertSameOnnxGraph } from '../io/onnx-compare.js';
 import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
 import { datasetFiles, loadDataset } from '../data/load.js';
-import { assertNotInput } from '../io/atomic.js';
-import { resolve as resolvePath } from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
@@ -149,19 +147,6 @@ function hiddenPermNames(spec: PermutationSpec, weights: readonly string[]): str
 /** The files a --data value reads (see datasetFiles); none without one. */
 export function dataFiles(spec: string | undefined): string[] {
   return spec === undefined ? [] : datasetFiles(spec);
-}
-
-/**
- * Refuse, before anything is written, an output that is one of the inputs (or another output of the same
- * command): every file the command read — models, external data, spec, dataset — is an input.
- */
-export function assertOutputs(outputs: readonly (string | undefined)[], inputs: readonly string[]): void {
-  const given = outputs.filter((o): o is string => o !== undefined);
-  given.forEach((out, i) => {
-    assertNotInput(out, inputs);
-    const twin = given.slice(i + 1).find((other) => resolvePath(other) === resolvePath(out));
-    if (twin !== undefined) throw new InputError(`${out} is given as two outputs; choose different paths`);
-  });
 }
 
 export function resolveData(spec: string | undefined, options: { limit?: number; seed?: number; scale?: number } = {}): Dataset {

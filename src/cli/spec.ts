@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readModels } from './model-file.js';
 import { fixedByUnsupported, resolveSpec, type ResolvedSpec } from './resolve.js';
 import { makeContext, type GlobalOptions } from './common.js';
+import { assertOutputs } from './outputs.js';
 import { STRICT_HELP } from './matching.js';
 
 /** The notes of a derived spec as JSON-able items: fixed spaces as "tensor:axis" lists, unsupported nodes. */
@@ -69,12 +70,14 @@ export function specCommand(globals: () => GlobalOptions): Command {
     .option('--strict', STRICT_HELP)
     .option('--json', 'print the spec as JSON (the format --spec FILE reads; "notes" lists what was left fixed and is ignored when read)')
     .option('-o, --output <file>', 'write the spec JSON to a file')
-    .action((path: string, flags: { spec: string; json?: boolean; output?: string; strict?: boolean }) => {
+    .option('--force', 'write -o even over a file that looks like a model or data file (never over an input)')
+    .action((path: string, flags: { spec: string; json?: boolean; output?: string; strict?: boolean; force?: boolean }) => {
       const g = globals();
       const ctx = makeContext(g);
       const models = readModels([path]);
       const resolved = resolveSpec(flags.spec, models, { strict: flags.strict });
       const { spec, source, files } = resolved;
+      if (flags.output !== undefined) assertOutputs([{ path: flags.output, option: '-o', kind: 'text' }], [...models[0].files, ...files], { force: flags.force });
       const json = specToJson(spec, { kind: source, description: `derived by rebasin from ${path}`, notes: specNotes(resolved) });
       if (flags.output) writeFileAtomic(flags.output, new TextEncoder().encode(json), { inputs: [...models[0].files, ...files] });
       if (flags.json) ctx.out(json);

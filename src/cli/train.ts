@@ -7,7 +7,8 @@ import { writeOnnxFile } from '../io/onnx-file.js';
 import { paramsToSafetensors } from '../io/safetensors.js';
 import { writeSafetensorsFile } from '../io/safetensors-fs.js';
 import { InputError } from '../errors.js';
-import { assertOutputs, dataFiles, resolveData } from './resolve.js';
+import { dataFiles, resolveData } from './resolve.js';
+import { assertOutputs } from './outputs.js';
 import { makeContext, parseFloatOption, parseIntOption, parseList, type GlobalOptions } from './common.js';
 
 interface TrainFlags {
@@ -36,9 +37,10 @@ export function trainCommand(globals: () => GlobalOptions): Command {
     .option('--scale <x>', 'multiply raw input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .action(async (flags: TrainFlags) => {
       const ctx = makeContext(globals());
+      // Checked first: an empty or non-regular output path is refused whatever its extension.
+      assertOutputs([{ path: flags.output, option: '-o', kind: 'model' }], dataFiles(flags.data));
       const ext = extname(flags.output).toLowerCase();
       if (ext !== '.onnx' && ext !== '.safetensors') throw new InputError(`${flags.output}: the output must end in .onnx or .safetensors`);
-      assertOutputs([flags.output], dataFiles(flags.data));
       const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
       const features = data.inputs.length / data.count;
       const result = await trainMlp(

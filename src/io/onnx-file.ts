@@ -6,6 +6,7 @@ import { closeSync, fstatSync, openSync, readSync, readFileSync, realpathSync } 
 import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { InputError } from '../errors.js';
 import { assertNotInput, writeFileAtomic } from './atomic.js';
+import { writeOnnxPair } from './onnx-pair.js';
 import type { Params } from '../tensor.js';
 import {
   type ExternalResolver,
@@ -131,6 +132,8 @@ export interface WriteOnnxOptions {
   readonly externalData?: boolean | 'auto';
   /** Files that must not be overwritten (the inputs of this run). */
   readonly inputs?: readonly string[];
+  /** External data only: called between the data file and the model's rename (tests simulate a crash there). */
+  readonly beforeCommit?: (dataPath: string) => void;
 }
 
 /** Protobuf messages (and so ONNX files with embedded weights) cannot exceed 2 GiB. */
@@ -143,8 +146,9 @@ function alignmentFor(bytes: number): number {
 
 /**
  * Writes `model` with its float initializers replaced by `params` (see withInitializers), atomically
- * (temporary file + rename). With external data, every float raw_data initializer goes to `<file name>.data`
- * in the same folder, at aligned offsets, and the model records location/offset/length for each.
+ * (temporary file + rename). With external data, every float raw_data initializer goes to one data file in
+ * the same folder (`<file name>.data`, or a fresh `<file name>.<hex>.data` when that exists: see
+ * writeOnnxPair), at aligned offsets, and the model records location/offset/length for each.
  * Returns the files written.
  */
 export function writeOnnxFile(path: string, model: OnnxModel, params: Params, opts: WriteOnnxOptions = {}): string[] {
@@ -179,24 +183,32 @@ export function writeOnnxFile(path: string, model: OnnxModel, params: Params, op
   assertNotInput(dataPath, inputs);
   const chunks: Uint8Array[] = [];
   let offset = 0;
-  const placed = withExternalRefs(updated, (t): OnnxExternalRef | null => {
+  const refs = new Map<number, { offset: number; length: number }>();
+  list.forEach((t, index) => {
     // Only float weights move out: integer constants (Reshape targets, ...) must stay inline for ORT's
     // shape inference, which cannot read external tensors.
-    if (!isFloatDtype(updated.initializers[t.name ?? ''].dtype)) return null;
+    if (!isFloatDtype(updated.initializers[t.name ?? ''].dtype)) return;
     const n = rawDataLength(t);
-    if (n === null || n === 0) return null;
+    if (n === null || n === 0) return;
     const start = Math.ceil(offset / alignmentFor(n)) * alignmentFor(n);
     if (start > offset) chunks.push(new Uint8Array(start - offset));
     chunks.push(t.raw_data as Uint8Array);
     offset = start + n;
-    return { location: dataName, offset: start, length: n };
+    refs.set(index, { offset: start, length: n });
   });
-  const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
-  if (modelBytes.length > PROTOBUF_LIMIT) {
-    throw new InputError(`${path}: the model graph alone exceeds protobuf's 2 GiB limit`);
-  }
-  // Data first: a model file that exists always has its data beside it.
-  writeFileAtomic(dataPath, chunks);
-  writeFileAtomic(path, modelBytes);
-  return [path, dataPath];
+  // The data file's name is chosen by writeOnnxPair (a fresh one, so the .onnx rename is the one commit).
+  return writeOnnxPair(
+    path,
+    chunks,
+    (location) => {
+      const placed = withExternalRefs(updated, (_t, index): OnnxExternalRef | null => {
+        const r = refs.get(index);
+        return r === undefined ? null : { location, ...r };
+      });
+      const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
+      if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${path}: the model graph alone exceeds protobuf's 2 GiB limit`);
+      return modelBytes;
+    },
+    { inputs, beforeCommit: opts.beforeCommit },
+  );
 }

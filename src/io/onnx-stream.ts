@@ -14,7 +14,8 @@ import { sameBits, shapeToString, sizeOf } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { validateSpec } from '../spec/spec.js';
 import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
-import { assertNotInput, writeFileAtomic } from './atomic.js';
+import { assertNotInput } from './atomic.js';
+import { writeOnnxPair } from './onnx-pair.js';
 import { decodeFloat, encodeFloat, FLOAT_ITEMSIZE, type FloatDtype } from './dtype.js';
 import {
   internalizeExternal,
@@ -217,6 +218,8 @@ export function openOnnxStore(path: string): OnnxStore {
 export interface WritePermutedOnnxOptions {
   /** The command's other input files, which no output may overwrite (the model and its data always count). */
   readonly inputs?: readonly string[];
+  /** External data only: called between the data file and the model's rename (tests simulate a crash there). */
+  readonly beforeCommit?: (dataPath: string) => void;
 }
 
 function checkPerms(spec: PermutationSpec, perms: Perms, model: OnnxModel, label: string): void {
@@ -278,10 +281,9 @@ export function writePermutedOnnx(
       return writeOnnxFile(outPath, model, applyPermutation(spec, perms, onnxParams(model)), { inputs });
     }
     // writeOnnxFile keeps an external layout: every float initializer with bytes goes to one data file.
-    const dataName = `${basename(outPath)}.data`;
-    const dataPath = join(dirname(outPath), dataName);
+    // Refused before anything is written, as writeOnnxFile refuses it: `<out>.data` naming an input.
     assertNotInput(outPath, inputs);
-    assertNotInput(dataPath, inputs);
+    assertNotInput(join(dirname(outPath), `${basename(outPath)}.data`), inputs);
 
     // The float initializers the model holds are small (or the exporter would have moved them out):
     // replace them in memory, exactly as the in-memory writer does.
@@ -291,7 +293,7 @@ export function writePermutedOnnx(
 
     // Offsets, as writeOnnxFile assigns them: in graph order, each start aligned, gaps zero-filled.
     const list = updated.proto.graph?.initializer ?? [];
-    const refs = new Map<number, OnnxExternalRef>();
+    const refs = new Map<number, { offset: number; length: number }>();
     const plan: { name: string; start: number; length: number; held: Uint8Array | null }[] = [];
     let offset = 0;
     list.forEach((t, index) => {
@@ -302,12 +304,19 @@ export function writePermutedOnnx(
       if (n === null || n === 0) return;
       const start = Math.ceil(offset / alignmentFor(n)) * alignmentFor(n);
       plan.push({ name, start, length: n, held: streamedLength === undefined ? (t.raw_data as Uint8Array) : null });
-      refs.set(index, { location: dataName, offset: start, length: n });
+      refs.set(index, { offset: start, length: n });
       offset = start + n;
     });
-    const placed = withExternalRefs(updated, (_t, index) => refs.get(index) ?? null);
-    const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
-    if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${outPath}: the model graph alone exceeds protobuf's 2 GiB limit`);
+    // The data file's name is chosen by writeOnnxPair (a fresh one, so the .onnx rename is the one commit).
+    const modelFor = (location: string): Uint8Array => {
+      const placed = withExternalRefs(updated, (_t, index): OnnxExternalRef | null => {
+        const r = refs.get(index);
+        return r === undefined ? null : { location, ...r };
+      });
+      const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
+      if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${outPath}: the model graph alone exceeds protobuf's 2 GiB limit`);
+      return modelBytes;
+    };
 
     function* data(): Generator<Uint8Array> {
       let at = 0;
@@ -319,10 +328,7 @@ export function writePermutedOnnx(
         at = p.start + p.length;
       }
     }
-    // Data first: a model file that exists always has its data beside it.
-    writeFileAtomic(dataPath, data(), { inputs });
-    writeFileAtomic(outPath, modelBytes, { inputs });
-    return [outPath, dataPath];
+    return writeOnnxPair(outPath, data(), modelFor, { inputs, beforeCommit: options.beforeCommit });
   } finally {
     store.close();
   }
