@@ -234,7 +234,7 @@ test('malformed IDX files give one-line InputErrors', () => {
   throwsInput(() => parseIdx(new Uint8Array([0, 0, 8, 2, 255, 255, 255, 255, 255, 255, 255, 255, 1])), /data bytes/);
   const gz = gzipSync(good);
   throwsInput(() => parseIdx(gz.subarray(0, gz.length - 6), 'cut.gz'), /cut\.gz/);
-  throwsInput(() => parseIdx(gz, 'big.gz', 10), new RegExp(`expand to ${good.length} bytes.*limit of 10`));
+  throwsInput(() => parseIdx(gz, 'big.gz', 10), new RegExp(`inflate to ${good.length} bytes.*limit of 10`));
   const corrupt = gz.slice();
   corrupt.fill(0xff, 10, corrupt.length - 8);
   throwsInput(() => parseIdx(corrupt, 'corrupt.gz'), /corrupt\.gz/);
@@ -245,7 +245,7 @@ test('malformed IDX files give one-line InputErrors', () => {
   writeFileSync(join(dir, 'labneg'), writeIdx([0, -1, 1], [3], 'i8'));
   throwsInput(() => loadIdxPair(join(dir, 'img'), join(dir, 'lab')), /3 images but .* 2 labels/);
   throwsInput(() => loadIdxPair(join(dir, 'img'), join(dir, 'lab2d')), /labels must be 1-D/);
-  throwsInput(() => loadIdxPair(join(dir, 'img'), join(dir, 'labneg')), /label 1 is -1/);
+  throwsInput(() => loadIdxPair(join(dir, 'img'), join(dir, 'labneg')), /example 1 has label -1/);
   throwsInput(() => loadIdxPair(join(dir, 'img'), join(dir, 'nope')), /labels file .*nope: no such file/);
   throwsInput(() => loadDataset(join(dir, 'img')), /single IDX file has no labels/);
 });
@@ -445,7 +445,7 @@ test('malformed .npy/.npz give one-line InputErrors', { skip: NO_NUMPY }, () => 
   writeFileSync(join(f, 'x.npy'), writeNpy([1, 2, 3], [3], '<f4'));
   writeFileSync(join(f, 'y.npy'), writeNpy([0, 1.5, 2], [3], '<f8'));
   writeFileSync(join(f, 'y2.npy'), writeNpy([0, 1], [2], '<i8'));
-  throwsInput(() => loadNpyPair(join(f, 'x.npy'), join(f, 'y.npy')), /label 1 is 1\.5/);
+  throwsInput(() => loadNpyPair(join(f, 'x.npy'), join(f, 'y.npy')), /example 1 has label 1\.5/);
   throwsInput(() => loadNpyPair(join(f, 'x.npy'), join(f, 'y2.npy')), /3 examples .*shape \(2\)/);
   throwsInput(() => loadDataset(join(f, 'x.npy')), /single \.npy file has no labels/);
 });

@@ -53,7 +53,7 @@ export async function alignmentPerms(ctx: Context, a: ModelFile, b: ModelFile, s
   try {
     let probeBatch = probe;
     if (runner && !probeBatch) {
-      const data = resolveData(flags.data, { seed: flags.seed, scale: flags.scale });
+      const data = resolveData(flags.data, { seed: flags.seed, scale: flags.scale, model: b });
       const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));
       probeBatch = { inputs: probeSet.inputs, count: probeSet.count };
     }

@@ -2,9 +2,9 @@
  * Model files as the CLI sees them: recognised by content (not only extension), read into params, and
  * written back in the format, names and dtypes they came in.
  */
-import { readFileSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { InputError } from '../errors.js';
+import { readRegularFile, readRegularHead } from '../io/regular-file.js';
 import type { Params } from '../tensor.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../io/safetensors-fs.js';
 import { toParams, paramsToSafetensors, type SafetensorsFile } from '../io/safetensors.js';
@@ -39,16 +39,9 @@ export function sniffModelFormat(path: string): ModelFormat {
 
 /** The format of a file from its first bytes: safetensors starts with a u64 header length and '{', torch.save files are zips. */
 function sniffModelKind(path: string): ModelFormat | 'pytorch' {
-  if (!existsSync(path)) throw new InputError(`${path}: no such file`);
-  if (statSync(path).isDirectory()) throw new InputError(`${path}: is a directory, expected a model file`);
-  const head = new Uint8Array(16);
-  const fd = openSync(path, 'r');
-  let n = 0;
-  try {
-    n = readSync(fd, head, 0, 16, 0);
-  } finally {
-    closeSync(fd);
-  }
+  // A regular file only (regular-file.ts): a FIFO or a device given as a model would hang or never end.
+  const head = readRegularHead(path, 16);
+  const n = head.length;
   if (n >= 9 && head[8] === 0x7b /* '{' */) return 'safetensors';
   if (looksLikeTorchZip(head)) return 'pytorch';
   // An ONNX ModelProto starts with a protobuf tag: field 1..20, wire type 0 or 2 (ir_version is field 1).
@@ -128,6 +121,6 @@ export function readModels(paths: readonly string[]): ModelFile[] {
 }
 
 export function readText(path: string): string {
-  if (!existsSync(path)) throw new InputError(`${path}: no such file`);
-  return readFileSync(path, 'utf8');
+  // Spec files are small: 64 MiB is far above any real one.
+  return new TextDecoder().decode(readRegularFile(path, path, 64 << 20));
 }

@@ -3,6 +3,7 @@
  * reshapes. Nothing here touches files, so it runs in a browser as well as in Node.
  */
 import { InputError } from '../errors.js';
+import { MAX_INPUT_VALUES } from './limits.js';
 
 /**
  * `count` labelled examples. Example i occupies `inputs[i*size .. (i+1)*size)` where
@@ -73,6 +74,30 @@ export function makeDataset(parts: {
     throw new InputError(`dataset ${name}: label ${max} is out of range for ${numClasses} classes`);
   }
   return { inputs, inputShape, count, labels, numClasses, name, preprocessing: parts.preprocessing };
+}
+
+/** The largest label an Int32Array holds exactly. */
+const MAX_LABEL = 2 ** 31 - 1;
+
+/**
+ * A class label from a stored value: an integer in [0, 2^31), else an InputError naming `what` and the
+ * example (a float 4294967296 would otherwise wrap to 0 in the Int32Array, a 2.5 be cut to 2).
+ */
+export function toLabel(v: number | bigint, index: number, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_LABEL) {
+    throw new InputError(`${what}: example ${index} has label ${String(v)}; labels must be integers from 0 to ${MAX_LABEL}`);
+  }
+  return n;
+}
+
+/** Refuses, before allocating, a dataset of more input values than limits.ts allows. */
+export function assertInputsFit(count: number, size: number, what: string): void {
+  if (count * size > MAX_INPUT_VALUES) {
+    throw new InputError(
+      `${what}: ${count} examples of ${size} values are ${count * size} values, over the limit of ${MAX_INPUT_VALUES}; take fewer with --limit`,
+    );
+  }
 }
 
 /** Examples `start .. start+count-1` as views into `ds` (no copy). */

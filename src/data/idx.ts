@@ -5,8 +5,9 @@
  * Layout: two zero bytes, a type code, the number of dimensions, then each dimension as a big-endian
  * uint32, then the values in row-major order, big-endian.
  */
-import { gunzipSync } from 'fflate';
 import { InputError } from '../errors.js';
+import { inflateExactly } from './inflate.js';
+import { MAX_ARRAY_BYTES } from './limits.js';
 
 export type IdxDtype = 'u8' | 'i8' | 'i16' | 'i32' | 'f32' | 'f64';
 export type IdxData = Uint8Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -29,8 +30,8 @@ const CODES: Record<number, { dtype: IdxDtype; bytes: number }> = {
 /** More dimensions than any real IDX file has; a bound so a corrupt header cannot ask for much. */
 const MAX_DIMS = 8;
 
-/** Default ceiling on decompressed size, far above Fashion-MNIST's 47 MB training images. */
-export const DEFAULT_MAX_BYTES = 2 ** 31 - 1;
+/** Default ceiling on an IDX file's decompressed size (see limits.ts). */
+export const DEFAULT_MAX_BYTES = MAX_ARRAY_BYTES;
 
 export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
@@ -42,21 +43,15 @@ export function isIdx(bytes: Uint8Array): boolean {
 }
 
 /**
- * Decompresses gzip data after checking the size the trailer announces (ISIZE, the length modulo
- * 2^32) against `maxBytes`, so a small hostile file cannot make us allocate gigabytes.
+ * Decompresses gzip data to the size its trailer announces (ISIZE, the length modulo 2^32), refused over
+ * `maxBytes` before inflating, and stopped the moment the data would inflate past it (inflate.ts): a small
+ * hostile file cannot make us allocate gigabytes, whatever its trailer says.
  */
 export function gunzipBounded(bytes: Uint8Array, what: string, maxBytes = DEFAULT_MAX_BYTES): Uint8Array {
   if (bytes.length < 18) throw new InputError(`${what}: gzip data is truncated (${bytes.length} bytes)`);
   const t = bytes.length - 4;
   const announced = (bytes[t] | (bytes[t + 1] << 8) | (bytes[t + 2] << 16) | (bytes[t + 3] << 24)) >>> 0;
-  if (announced > maxBytes) {
-    throw new InputError(`${what}: gzip data would expand to ${announced} bytes, over the limit of ${maxBytes}`);
-  }
-  try {
-    return gunzipSync(bytes);
-  } catch (e) {
-    throw new InputError(`${what}: corrupt gzip data (${(e as Error).message})`);
-  }
+  return inflateExactly('gzip', bytes, announced, maxBytes, what);
 }
 
 /** Parses an IDX file (gzipped or plain). `what` names the file in error messages. */

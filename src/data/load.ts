@@ -3,10 +3,12 @@
  * file system). Files are recognised by their content — gzip, IDX, .npy and zip magic — not only
  * by their extension.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { InputError } from '../errors.js';
-import { limitDataset, makeDataset, reshapeInputs, type Dataset } from './dataset.js';
+import { assertInputsFit, limitDataset, makeDataset, reshapeInputs, toLabel, type Dataset } from './dataset.js';
+import { MAX_ARRAY_BYTES } from './limits.js';
+import { readRegularFile, readRegularHead } from '../io/regular-file.js';
 import { isGzip, isIdx, parseIdx, type IdxArray } from './idx.js';
 import { isNpy, isZip, npyToFloat32, npyToLabels, npzKeys, parseNpy, parseNpz, type NpyArray } from './npy.js';
 import { threeClusters } from './synthetic.js';
@@ -31,15 +33,16 @@ export interface IdxLoadOptions {
   name?: string;
 }
 
+/**
+ * A dataset file's bytes: a regular file only (a FIFO, a folder or a link to /dev/zero is refused, see
+ * regular-file.ts), of at most MAX_ARRAY_BYTES plus room for a header.
+ */
 function readBytes(path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder' : (e as Error).message;
-    throw new InputError(`${what} ${path}: ${why}`);
-  }
+  return readRegularFile(path, `${what} ${path}`, MAX_ARRAY_BYTES + MAX_HEADER_SLACK, 'the most one dataset array may hold');
 }
+
+// .npy headers may take up to 64 KiB; IDX ones 36 bytes.
+const MAX_HEADER_SLACK = 1 << 17;
 
 /** Reads an images IDX file and a labels IDX file into a Dataset. */
 export function loadIdxPair(imagesPath: string, labelsPath: string, opts: IdxLoadOptions = {}): Dataset {
@@ -63,17 +66,14 @@ export function idxToDataset(images: IdxArray, labelsArr: IdxArray, opts: IdxLoa
   const count = opts.limit === undefined ? n : Math.max(0, Math.min(n, Math.floor(opts.limit)));
   const example = images.shape.slice(1);
   const size = example.reduce((a, b) => a * b, 1);
+  assertInputsFit(count, size, imagesWhat);
   const isBytes = images.dtype === 'u8';
   const scale = opts.scale ?? (isBytes ? 1 / 255 : 1);
   const inputs = new Float32Array(count * size);
   const src = images.data;
   for (let i = 0; i < inputs.length; i++) inputs[i] = src[i] * scale;
   const labels = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const v = labelsArr.data[i];
-    if (!Number.isInteger(v) || v < 0) throw new InputError(`${labelsWhat}: label ${i} is ${v}; labels must be non-negative integers`);
-    labels[i] = v;
-  }
+  for (let i = 0; i < count; i++) labels[i] = toLabel(labelsArr.data[i], i, labelsWhat);
   const flatten = opts.flatten ?? true;
   // [N, H, W] images become [1, H, W] (one channel) when not flattened; [N, C, H, W] stay as they are.
   const inputShape = flatten ? [size] : example.length === 2 ? [1, ...example] : example;
@@ -154,6 +154,9 @@ export function arraysToDataset(x: NpyArray, y: NpyArray, opts: ArrayLoadOptions
   if (y.shape.length < 1 || y.shape[0] !== n) {
     throw new InputError(`${xWhat} has ${n} examples but ${yWhat} has shape (${y.shape.join(', ')})`);
   }
+  const example = x.shape.length === 1 ? [1] : x.shape.slice(1);
+  const size = example.reduce((a, b) => a * b, 1);
+  assertInputsFit(opts.limit === undefined ? n : Math.min(n, opts.limit), size, xWhat);
   const { labels, note } = npyToLabels(y, yWhat);
   const isBytes = x.dtype === '|u1';
   const scale = opts.scale ?? (isBytes ? 1 / 255 : 1);
@@ -165,8 +168,6 @@ export function arraysToDataset(x: NpyArray, y: NpyArray, opts: ArrayLoadOptions
   } else if (inputs === x.data) {
     inputs = inputs.slice(); // never alias the parsed array's buffer into a dataset the caller may edit
   }
-  const example = x.shape.length === 1 ? [1] : x.shape.slice(1);
-  const size = example.reduce((a, b) => a * b, 1);
   const inputShape = opts.flatten ? [size] : example;
   const parts = [
     scale === 1 ? `${x.dtype} values as stored` : scale === 1 / 255 ? `${x.dtype} values / 255` : `${x.dtype} values × ${scale}`,
@@ -331,18 +332,6 @@ function parseSplit(s: string, spec: string): Split {
 
 function sniffFile(path: string): FileKind {
   if (!existsSync(path)) throw new InputError(`dataset file ${path}: no such file`);
-  if (statSync(path).isDirectory()) throw new InputError(`dataset file ${path}: is a folder`);
-  return sniffBytes(readHead(path));
-}
-
-function readHead(path: string): Uint8Array {
   // Eight bytes are enough for every magic we know; reading the whole file here would double the I/O.
-  const head = new Uint8Array(8);
-  const fd = openSync(path, 'r');
-  try {
-    const n = readSync(fd, head, 0, head.length, 0);
-    return head.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
+  return sniffBytes(readRegularHead(path, 8, `dataset file ${path}`));
 }

@@ -6,9 +6,10 @@
  * `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }` padded with spaces and '\n', then the
  * raw values. A .npz file is a zip (stored or deflated) of .npy files named `<key>.npy`.
  */
-import { unzipSync } from 'fflate';
 import { InputError } from '../errors.js';
 import { DEFAULT_MAX_BYTES } from './idx.js';
+import { zipEntries, zipEntryBytes } from './zip.js';
+import { toLabel } from './dataset.js';
 
 export type NpyKind = 'f' | 'i' | 'u' | 'b';
 export type NpyData =
@@ -222,7 +223,9 @@ function fortranToC<T extends NpyData>(src: T, shape: readonly number[]): T {
 
 /**
  * Reads the `.npy` entries of a .npz archive (stored or deflated). `keys`, when given, limits
- * decompression to those entries; entries announcing more than `maxBytes` are refused unread.
+ * decompression to those entries. Each entry is inflated to at most the size the archive announces, which
+ * must not pass `maxBytes` and must be what its .npy header promises (zip.ts, inflate.ts): a small archive
+ * cannot inflate to gigabytes.
  */
 export function parseNpz(
   bytes: Uint8Array,
@@ -231,46 +234,19 @@ export function parseNpz(
   maxBytes = DEFAULT_MAX_BYTES,
 ): Map<string, NpyArray> {
   if (!isZip(bytes)) throw new InputError(`${what}: not a .npz file (not a zip archive)`);
-  let tooBig: string | null = null;
-  let files: Record<string, Uint8Array>;
-  try {
-    files = unzipSync(bytes, {
-      filter: (f) => {
-        if (!f.name.endsWith('.npy')) return false;
-        if (keys !== undefined && !keys.includes(f.name.slice(0, -4))) return false;
-        if (f.originalSize > maxBytes) {
-          tooBig = `${f.name} (${f.originalSize} bytes)`;
-          return false;
-        }
-        return true;
-      },
-    });
-  } catch (e) {
-    throw new InputError(`${what}: corrupt zip archive (${(e as Error).message})`);
-  }
-  if (tooBig !== null) throw new InputError(`${what}: entry ${tooBig} is over the ${maxBytes}-byte limit`);
   const out = new Map<string, NpyArray>();
-  for (const [name, data] of Object.entries(files)) {
-    const key = name.slice(0, -4);
-    out.set(key, parseNpy(data, `${what} entry '${key}'`));
+  for (const entry of zipEntries(bytes, what)) {
+    if (!entry.name.endsWith('.npy')) continue;
+    const key = entry.name.slice(0, -4);
+    if (keys !== undefined && !keys.includes(key)) continue;
+    out.set(key, parseNpy(zipEntryBytes(bytes, entry, maxBytes, what), `${what} entry '${key}'`));
   }
   return out;
 }
 
 /** Lists the array names in a .npz archive without decompressing anything. */
 export function npzKeys(bytes: Uint8Array, what = '.npz file'): string[] {
-  const names: string[] = [];
-  try {
-    unzipSync(bytes, {
-      filter: (f) => {
-        if (f.name.endsWith('.npy')) names.push(f.name.slice(0, -4));
-        return false;
-      },
-    });
-  } catch (e) {
-    throw new InputError(`${what}: corrupt zip archive (${(e as Error).message})`);
-  }
-  return names;
+  return zipEntries(bytes, what).filter((e) => e.name.endsWith('.npy')).map((e) => e.name.slice(0, -4));
 }
 
 export type NpyWriteDtype = '<f4' | '<f8' | '|i1' | '<i2' | '<i4' | '<i8' | '|u1' | '<u2' | '<u4' | '|b1';
@@ -322,8 +298,9 @@ export function npyToFloat32(arr: NpyArray): Float32Array {
 }
 
 /**
- * Class labels as Int32Array: integers (or integral floats) in [0, 2^31). A 2-D [N, C] array is
- * taken as one-hot / scores and reduced to the argmax of each row.
+ * Class labels as Int32Array: integers (or integral floats) in [0, 2^31) (see toLabel). A 2-D [N, C]
+ * array must be one-hot — each row one 1 and C-1 zeros — and becomes the index of each row's 1; anything
+ * else (scores, all-zero rows, several ones) is refused rather than guessed at.
  */
 export function npyToLabels(arr: NpyArray, what: string): { labels: Int32Array; note: string } {
   const d = arr.data;
@@ -331,21 +308,22 @@ export function npyToLabels(arr: NpyArray, what: string): { labels: Int32Array; 
     const [n, c] = arr.shape;
     const labels = new Int32Array(n);
     for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let j = 1; j < c; j++) if (Number(d[i * c + j]) > Number(d[i * c + best])) best = j;
-      labels[i] = best;
+      let hot = -1;
+      for (let j = 0; j < c; j++) {
+        const v = Number(d[i * c + j]);
+        if (v === 1 && hot < 0) hot = j;
+        else if (v !== 0) {
+          throw new InputError(`${what}: row ${i} of the (${n}, ${c}) labels is not one-hot (column ${j} holds ${String(d[i * c + j])}); give class indices (N,) or one 1 per row`);
+        }
+      }
+      if (hot < 0) throw new InputError(`${what}: row ${i} of the (${n}, ${c}) labels is not one-hot (no column holds 1); give class indices (N,) or one 1 per row`);
+      labels[i] = hot;
     }
-    return { labels, note: `labels = argmax of ${c}-column rows` };
+    return { labels, note: `labels from ${c}-column one-hot rows` };
   }
   const okShape = arr.shape.length === 1 || (arr.shape.length === 2 && arr.shape[1] === 1);
   if (!okShape) throw new InputError(`${what}: labels must have shape (N,) or (N, C), got (${arr.shape.join(', ')})`);
   const labels = new Int32Array(d.length);
-  for (let i = 0; i < d.length; i++) {
-    const v = Number(d[i]);
-    if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
-      throw new InputError(`${what}: label ${i} is ${String(d[i])}; labels must be non-negative integers`);
-    }
-    labels[i] = v;
-  }
+  for (let i = 0; i < d.length; i++) labels[i] = toLabel(d[i], i, what);
   return { labels, note: '' };
 }

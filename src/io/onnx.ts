@@ -208,8 +208,12 @@ export interface OnnxModel {
   readonly layout: 'embedded' | 'external';
 }
 
-/** Reads `length` bytes (or to the end of file when null) at `offset` of external data file `location`. */
-export type ExternalResolver = (location: string, offset: number, length: number | null) => Uint8Array;
+/**
+ * Reads `length` bytes (or to the end of file when null) at `offset` of external data file `location`.
+ * `expected` is the byte length the tensor's dtype and shape need (null when unknown): a resolver should
+ * refuse a range of any other length before reading it, so a huge or endless file is never read in.
+ */
+export type ExternalResolver = (location: string, offset: number, length: number | null, expected?: number | null) => Uint8Array;
 
 // ---------------------------------------------------------------------------------------------------------
 // Schema
@@ -377,7 +381,7 @@ export function decodeTensor(
     if (resolve === undefined) {
       throw new InputError(`${label}: ${what} is stored in external file '${ref.location}', which was not provided`);
     }
-    raw = resolve(ref.location, ref.offset, ref.length);
+    raw = resolve(ref.location, ref.offset, ref.length, rawByteLength(code, n));
   } else if (has(t, 'raw_data')) {
     raw = t.raw_data as Uint8Array;
   }
@@ -740,8 +744,8 @@ export function internalizeExternal(model: OnnxModel, resolve: ExternalResolver)
     if (!isExternal(t)) return t;
     const info = model.initializers[t.name ?? ''];
     const ref = info.external!;
-    const raw = resolve(ref.location, ref.offset, ref.length);
     const expected = rawByteLength(info.dataType, elementCount(info.shape));
+    const raw = resolve(ref.location, ref.offset, ref.length, expected);
     if (expected !== null && raw.length !== expected) {
       throw new InputError(
         `${model.label}: initializer '${info.name}' (${info.dtype} ${shapeToString(info.shape)}) has ${raw.length} bytes in '${ref.location}', expected ${expected}`,

@@ -5,9 +5,10 @@
  * too large for that, `readSafetensorsHeader` reads only the header and `readTensorSync` /
  * `readTensor` fetch one tensor at a time.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { InputError } from '../errors.js';
+import { openRegular } from './regular-file.js';
 import { writeFileAtomic } from './atomic.js';
 import {
   parseHeader,
@@ -31,13 +32,12 @@ function fsError(path: string, e: unknown): never {
   throw e;
 }
 
-/** openSync(path, 'r') with the user-facing errors (missing file, a folder, no permission). */
+/**
+ * Opens a regular file for reading, with the user-facing errors (missing file, a folder, a FIFO or device,
+ * no permission); see regular-file.ts for why anything else is refused.
+ */
 export function openForReading(path: string): number {
-  try {
-    return openSync(path, 'r');
-  } catch (e) {
-    fsError(path, e);
-  }
+  return openRegular(path).fd;
 }
 
 /** Fill `into` from `fd` at `position`; an InputError when the file ends first. */
@@ -59,7 +59,7 @@ function readFully(fd: number, into: Uint8Array, position: number, label: string
 function fileSize(fd: number, label: string): number {
   try {
     const st = fstatSync(fd);
-    if (st.isDirectory()) throw new InputError(`${label}: is a directory, not a safetensors file`);
+    if (!st.isFile()) throw new InputError(`${label}: is ${st.isDirectory() ? 'a directory' : 'not a regular file'}, not a safetensors file`);
     return st.size;
   } catch (e) {
     if (e instanceof InputError) throw e;
