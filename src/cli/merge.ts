@@ -191,7 +191,7 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
         if (note !== null) ctx.warn(note);
         if (specPermutesNothing(spec)) ctx.warn(`the spec (${spec.source}) permutes nothing: every channel space is fixed, so this merge averages unaligned models`);
       }
-      const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale }) : null;
+      const data = flags.data !== undefined ? resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale, model: models[0] }) : null;
 
       const engine = await ctx.engine();
       // Set up the repair statistics before aligning, so a model that cannot be repaired fails at once.

@@ -63,7 +63,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
   // Before any work: no output may land on a file this command reads.
   const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.data)];
   assertOutputs(outputs, inputs, { force: flags.force });
-  const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale });
+  const data = resolveData(flags.data, { limit: flags.limit, seed: flags.seed, scale: flags.scale, model: models[0] });
   const engine = await ctx.engine();
   const evalData = { inputs: data.inputs, labels: data.labels, count: data.count };
   const probeSet = sliceDataset(data, 0, Math.min(flags.probe, data.count));

@@ -14,6 +14,7 @@ import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
 import { datasetFiles, loadDataset } from '../data/load.js';
 import type { Dataset } from '../data/dataset.js';
+import { validateDataset, type DataExpectation } from '../data/validate.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
 import { readText, type ModelFile } from './model-file.js';
@@ -149,9 +150,41 @@ export function dataFiles(spec: string | undefined): string[] {
   return spec === undefined ? [] : datasetFiles(spec);
 }
 
-export function resolveData(spec: string | undefined, options: { limit?: number; seed?: number; scale?: number } = {}): Dataset {
+/**
+ * What `model` takes and gives (validate.ts), read from its file: the built-in MLP's first and last weights,
+ * or an ONNX graph's one data input and one [batch, classes] output where their sizes are numbers.
+ */
+export function dataExpectation(model: ModelFile): DataExpectation {
+  const label = model.path;
+  if (model.onnx === undefined) {
+    try {
+      const { layers, layout } = inferMlp(model.params);
+      if (layout !== 'torch' || layers.length === 0) return { inputSize: null, classes: null, label };
+      return { inputSize: layers[0].inputs, classes: layers[layers.length - 1].outputs, label };
+    } catch {
+      return { inputSize: null, classes: null, label }; // resolveRunner says why it cannot evaluate this model
+    }
+  }
+  const graph = model.onnx.graph;
+  const weights = new Set(model.onnx.initializerNames);
+  const dataInputs = graph.inputs.filter((v) => !weights.has(v.name));
+  const known = (d: unknown): d is number => typeof d === 'number' && d > 0;
+  const example = dataInputs.length === 1 ? dataInputs[0].shape?.slice(1) ?? null : null;
+  const inputSize = example !== null && example.length > 0 && example.every(known) ? example.reduce((a, b) => a * b, 1) : null;
+  const out = graph.outputs.length === 1 ? graph.outputs[0].shape : null;
+  const classes = out != null && out.length === 2 && known(out[1]) ? out[1] : null;
+  return { inputSize, classes, label };
+}
+
+/**
+ * The --data dataset, checked (validate.ts) before any work: against `model` when given (what it takes and
+ * how many classes it has), else for train's sake that its labels ask for a sane number of classes.
+ */
+export function resolveData(spec: string | undefined, options: { limit?: number; seed?: number; scale?: number; model?: ModelFile } = {}): Dataset {
   if (spec === undefined) throw new InputError('--data is required (fashion-mnist, synthetic, a folder of IDX files, a .npz file, or x.npy,y.npy)');
-  return loadDataset(spec, { limit: options.limit, seed: options.seed, scale: options.scale });
+  const data = loadDataset(spec, { limit: options.limit, seed: options.seed, scale: options.scale });
+  validateDataset(data, `'${spec}'`, options.model === undefined ? undefined : dataExpectation(options.model));
+  return data;
 }
 
 export type { Params };

@@ -2,9 +2,10 @@
  * ONNX model files on disk (Node only): reading with external data resolved safely, writing atomically
  * with the weights embedded or in one external `<model file>.data` file.
  */
-import { closeSync, fstatSync, openSync, readSync, readFileSync, realpathSync } from 'node:fs';
+import { closeSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { InputError } from '../errors.js';
+import { openRegular, readExactly, readRegularFile } from './regular-file.js';
 import { assertNotInput, writeFileAtomic } from './atomic.js';
 import { writeOnnxPair } from './onnx-pair.js';
 import type { Params } from '../tensor.js';
@@ -52,7 +53,7 @@ export function fileResolver(modelPath: string): { resolve: ExternalResolver; fi
   let realDir: string | null = null;
   const open = new Map<string, { fd: number; size: number; path: string }>();
   const files: string[] = [];
-  const resolve: ExternalResolver = (location, offset, length) => {
+  const resolve: ExternalResolver = (location, offset, length, expected) => {
     let f = open.get(location);
     if (f === undefined) {
       const shown = location.slice(0, 200);
@@ -73,12 +74,8 @@ export function fileResolver(modelPath: string): { resolve: ExternalResolver; fi
       if (!isInside(realDir, real)) {
         throw new InputError(`${modelPath}: external data location '${shown}' leads outside the model's folder through a link`);
       }
-      try {
-        const fd = openSync(real, 'r');
-        f = { fd, size: fstatSync(fd).size, path };
-      } catch (e) {
-        throw new InputError(`${modelPath}: external data file '${path}' cannot be opened (${errorCode(e)})`);
-      }
+      // A regular file only: a FIFO would hang the read, a device such as /dev/zero never end.
+      f = { ...openRegular(real, `${modelPath}: external data file '${path}'`), path };
       open.set(location, f);
       files.push(path);
     }
@@ -88,13 +85,15 @@ export function fileResolver(modelPath: string): { resolve: ExternalResolver; fi
         `${modelPath}: external data range ${offset}+${length ?? '(rest)'} lies outside '${f.path}' (${f.size} bytes)`,
       );
     }
-    const out = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const n = readSync(f.fd, out, done, len - done, offset + done);
-      if (n === 0) throw new InputError(`${modelPath}: external data file '${f.path}' ended early`);
-      done += n;
+    // Checked before reading: a range without a length (to the end of a 2 GB sparse file, say) or with a
+    // wrong one is refused without being read in.
+    if (expected !== undefined && expected !== null && len !== expected) {
+      throw new InputError(
+        `${modelPath}: external data range ${offset}+${length ?? '(rest)'} of '${f.path}' holds ${len} bytes; the tensor needs ${expected}`,
+      );
     }
+    const out = new Uint8Array(len);
+    readExactly(f.fd, out, offset, `${modelPath}: external data file '${f.path}'`);
     return out;
   };
   const close = (): void => {
@@ -106,12 +105,7 @@ export function fileResolver(modelPath: string): { resolve: ExternalResolver; fi
 
 /** Reads an ONNX model file and its external data (relative to the model's folder). */
 export function readOnnxFile(path: string): OnnxFile {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new InputError(`cannot read ONNX model '${path}' (${errorCode(e)})`);
-  }
+  const bytes = readRegularFile(path, `ONNX model ${path}`, PROTOBUF_LIMIT, "protobuf's 2 GiB limit; weights that large belong in external data files");
   const parsed = parseOnnx(bytes, path);
   const r = fileResolver(path);
   try {

@@ -6,7 +6,8 @@
  * in-memory path writes (readOnnxFile, applyPermutation, writeOnnxFile): the same .onnx and the same
  * `<output name>.data` beside it, built by the same functions (withInitializers, withExternalRefs).
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, readSync, realpathSync } from 'node:fs';
+import { openRegular, readRegularFile } from './regular-file.js';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
@@ -57,17 +58,7 @@ export function floatStorage(dtype: OnnxDtype): FloatDtype {
 
 /** Reads and parses the .onnx file itself (as readOnnxFile does), refusing one no protobuf reader could hold. */
 export function parseOnnxFile(path: string): OnnxModel {
-  let bytes: Uint8Array;
-  try {
-    const size = statSync(path).size;
-    if (size > PROTOBUF_LIMIT) {
-      throw new InputError(`${path}: ${size} bytes is more than an ONNX protobuf can hold (2 GiB); weights that large belong in external data files`);
-    }
-    bytes = readFileSync(path);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`cannot read ONNX model '${path}' (${(e as { code?: string }).code ?? (e as Error).message})`);
-  }
+  const bytes = readRegularFile(path, `ONNX model ${path}`, PROTOBUF_LIMIT, "protobuf's 2 GiB limit; weights that large belong in external data files");
   // As readOnnxFile: weights in Constant nodes are read as initializers.
   return liftConstantWeights(parseOnnx(bytes, path));
 }
@@ -154,8 +145,7 @@ export function openOnnxStore(path: string): OnnxStore {
       }
       let f = fds.get(ref.location);
       if (f === undefined) {
-        const fd = openSync(realpathSync(file), 'r');
-        f = { fd, size: fstatSync(fd).size, file };
+        f = { ...openRegular(realpathSync(file), `${path}: external data file '${file}'`), file };
         fds.set(ref.location, f);
       }
       const length = ref.length ?? f.size - ref.offset;
