@@ -5,6 +5,8 @@
  * layer's activations are a function of the input alone, whatever the labels of the layers before.
  */
 import { solveAssignment } from './lap.js';
+import { solveHeadGroup } from './head-assignment.js';
+import type { HeadGroup } from '../spec/spec.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul, transpose } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
@@ -32,24 +34,43 @@ export interface ActivationMatchingResult {
 
 export async function activationMatching(
   activations: Readonly<Record<string, LayerActivations>>,
-  options: { score?: ActivationScore; engine?: MatmulEngine } = {},
+  options: { score?: ActivationScore; engine?: MatmulEngine; heads?: Readonly<Record<string, HeadGroup>> } = {},
 ): Promise<ActivationMatchingResult> {
   const score = options.score ?? 'pearson';
   const engine = options.engine ?? jsMatmul;
   const perms: Record<string, Int32Array> = Object.create(null);
   const before: Record<string, number> = Object.create(null);
   const after: Record<string, number> = Object.create(null);
+  const sims: Record<string, Float64Array> = Object.create(null);
   for (const [name, layer] of Object.entries(activations)) {
     const { count, width } = layer;
     if (layer.a.length !== count * width || layer.b.length !== count * width) {
       throw new InputError(`activations of '${name}': expected ${count} × ${width} values for both models`);
     }
-    const sim = await similarityMatrix(layer, score, engine);
-    const { rowToCol, objective } = solveAssignment(sim, width, width, { maximize: true });
-    perms[name] = Int32Array.from(rowToCol);
+    sims[name] = await similarityMatrix(layer, score, engine);
     let diag = 0;
-    for (let i = 0; i < width; i++) diag += sim[i * width + i];
+    for (let i = 0; i < width; i++) diag += sims[name][i * width + i];
     before[name] = diag / width;
+  }
+  const grouped = new Set<string>();
+  for (const { count, perms: members } of Object.values(options.heads ?? {})) {
+    // A head group is chosen jointly (the heads move alike in all its permutations): head-assignment.ts.
+    const present = members.filter((m) => sims[m] !== undefined);
+    if (present.length === 0) continue;
+    const solved = solveHeadGroup(present.map((m) => ({ cost: sims[m], n: activations[m].width })), count);
+    present.forEach((m, k) => {
+      grouped.add(m);
+      perms[m] = solved.perms[k];
+      const width = activations[m].width;
+      let sum = 0;
+      for (let i = 0; i < width; i++) sum += sims[m][i * width + perms[m][i]];
+      after[m] = sum / width;
+    });
+  }
+  for (const [name, { width }] of Object.entries(activations)) {
+    if (grouped.has(name)) continue;
+    const { rowToCol, objective } = solveAssignment(sims[name], width, width, { maximize: true });
+    perms[name] = Int32Array.from(rowToCol);
     after[name] = objective / width;
   }
   return { perms, meanSimilarityBefore: before, meanSimilarityAfter: after };

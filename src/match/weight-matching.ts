@@ -25,6 +25,8 @@ import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
 import { solveAssignment, type AssignmentResult, type WarmStart } from './lap.js';
+import { solveHeadGroup, type HeadGroupCost } from './head-assignment.js';
+import { checkHeadPerms, headGroupOf } from '../spec/heads.js';
 import { leaseSolver } from './lap-wasm.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
@@ -266,6 +268,7 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
       }
       perms[p] = Int32Array.from(init);
     }
+    checkHeadPerms(spec, perms, 'initial permutations');
   }
 
   // Cosine scores divide by per-unit norms. Permuting a unit's other axes reorders its weights without
@@ -291,7 +294,9 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
   let largest = 0;
   for (const p of names) largest = Math.max(largest, sizes[p]);
   const incremental = options.incremental ?? (!options.plain && !lowMemory);
-  const thread = options.assignmentThread;
+  // Head groups are solved jointly in one step (head-assignment.ts), which the two-step overlap of the
+  // assignment thread does not model: such specs run on one thread.
+  const thread = spec.heads === undefined ? options.assignmentThread : undefined;
   // A float64 buffer reused by every step (the solver keeps no reference to it): the cost matrix, or with
   // a cost cache only the cosine-scaled copy of a kept one. With a second thread two steps are in flight
   // at once: each needs its own, in memory the thread can see.
@@ -436,7 +441,53 @@ export async function weightMatchingFrom(options: SourceMatchingOptions): Promis
         options.onProgress?.({ pass, step: s.step, stepsPerPass: order.length, perm: p, gain, reused: false, updated: s.updated });
       };
 
+      // A head group's permutations share their head order: whichever member the order visits, the step
+      // chooses all of them together, on all their cost matrices.
+      const headGroupStep = async (step: number, group: { count: number; perms: readonly string[] }): Promise<void> => {
+        const p = names[order[step]];
+        clock++;
+        const last = solvedAt.get(p);
+        const reads = group.perms.flatMap((m) => neighbours[m]).filter((q) => !group.perms.includes(q));
+        if (!options.plain && last !== undefined && reads.every((q) => (changedAt.get(q) ?? -1) < last)) {
+          options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain: 0, reused: true, updated: false });
+          return;
+        }
+        const members: HeadGroupCost[] = [];
+        let oldL = 0;
+        for (const m of group.perms) {
+          const n = sizes[m];
+          let cost: Float64Array;
+          if (cache) cost = Float64Array.from((await cache.cost(m, n, perms, fresh)).cost);
+          else {
+            cost = new Float64Array(n * n);
+            await fresh(m, cost);
+          }
+          if (unitNorms) scaleByNorms(cost, n, unitNorms[m].a, unitNorms[m].b);
+          for (let i = 0; i < n; i++) oldL += cost[i * n + perms[m][i]];
+          members.push({ cost, n });
+        }
+        for (const m of group.perms) solvedAt.set(m, clock);
+        const solved = solveHeadGroup(members, group.count);
+        const gain = solved.objective - oldL;
+        if (gain > tol * Math.max(1, Math.abs(oldL))) {
+          progress = true;
+          group.perms.forEach((m, k) => {
+            perms[m] = solved.perms[k];
+            changedAt.set(m, clock);
+          });
+          changed++;
+          passGain += gain;
+        }
+        options.onProgress?.({ pass, step, stepsPerPass: order.length, perm: p, gain, reused: false, updated: false });
+      };
+
       for (let step = 0; step < order.length; ) {
+        const group = headGroupOf(spec, names[order[step]]);
+        if (group !== null) {
+          await headGroupStep(step, group);
+          step++;
+          continue;
+        }
         const first = await prepare(step, 0);
         const next = step + 1 < order.length ? names[order[step + 1]] : null;
         if (first.skipped) {

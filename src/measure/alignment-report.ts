@@ -8,7 +8,8 @@ import { InputError } from '../errors.js';
 import { maxAbsDiff } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { permSizes, validateSpec } from '../spec/spec.js';
-import { applyPermutation, churn, isIdentity, randomPerms, type Perms } from '../permute.js';
+import { applyPermutation, churn, isIdentity, type Perms } from '../permute.js';
+import { randomSpecPerms } from '../spec/heads.js';
 import { weightMatching, type WeightScore, type MatchProgress } from '../match/weight-matching.js';
 import { activationMatching, indistinctUnits, type ActivationScore, type LayerActivations } from '../match/activation-matching.js';
 import type { MatmulEngine } from '../engine/matmul.js';
@@ -136,7 +137,7 @@ export async function alignmentReport(o: AlignmentReportOptions): Promise<Alignm
   const aligned = barrierOf(alignedCurve);
 
   // Check 1: a random permutation of B computes B's function (the identity everything rests on).
-  const randomB = applyPermutation(o.spec, randomPerms(permSizes(o.spec, o.b), seed + 1), o.b);
+  const randomB = applyPermutation(o.spec, randomSpecPerms(o.spec, permSizes(o.spec, o.b), seed + 1), o.b);
   const drift = maxAbsDiff(await o.runner.outputs(o.b, o.probe), await o.runner.outputs(randomB, o.probe));
 
   // Check 2: the same matcher on (A, A) must find the identity, and the path to that P(A) must be flat.
@@ -253,7 +254,7 @@ export async function matchPerms(o: MatchPermsOptions): Promise<{ perms: Record<
       if ((b.rows ?? count) !== rows || b.width !== a.width) throw new InputError(`activations of '${name}' differ in shape between the models`);
       layers[name] = { a: a.data, b: b.data, count: rows, width: a.width };
     }
-    const r = await activationMatching(layers, { score: o.activationScore, engine: o.engine });
+    const r = await activationMatching(layers, { score: o.activationScore, engine: o.engine, heads: o.spec.heads });
     return { perms: r.perms, matching: {} };
   }
   const score: WeightScore = o.method === 'cosine' ? 'cosine' : 'dot';

@@ -13,8 +13,15 @@
  *       "layer0.bias": ["P_0"],           the permutation acting on it, or null
  *       "layer1.weight": [null, "P_0"]
  *     },
+ *     "heads": {                          (version 2, optional: attention heads)
+ *       "blocks.0.attn": {"count": 4, "perms": ["blocks.0.qk", "blocks.0.v"]}
+ *     },
  *     "notes": {...}                      (optional, informational: ignored when read)
  *   }
+ *
+ * `heads` makes the listed permutations head-structured (spec/heads.ts): each acts on `count` heads of
+ * equal size, keeps every head's units together, and all of a group move the heads alike. Files without
+ * it are written as version 1.
  *
  * `notes` is what `rebasin spec MODEL --json` says about a spec derived from an ONNX graph: the channel
  * spaces left fixed and why (`fixed`), and the nodes the derivation did not understand (`unsupported`).
@@ -28,10 +35,11 @@
  * agree: perm name → list of [tensor, axis] pairs).
  */
 import { InputError } from '../errors.js';
-import { specFromAxes, type PermutationSpec } from './spec.js';
+import { specFromAxes, type HeadGroup, type PermutationSpec } from './spec.js';
 
 export const SPEC_FORMAT = 'rebasin-spec';
-export const SPEC_VERSION = 1;
+/** Version 1: axes only. Version 2 adds "heads" (head-structured permutations); v1 files read as before. */
+export const SPEC_VERSION = 2;
 
 export interface SpecJsonOptions {
   kind?: string;
@@ -42,7 +50,9 @@ export interface SpecJsonOptions {
 
 /** The canonical JSON text of a spec: one tensor per line, so diffs and reviews stay readable. */
 export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {}): string {
-  const head: string[] = [`  "format": ${JSON.stringify(SPEC_FORMAT)}`, `  "version": ${SPEC_VERSION}`];
+  // Specs without head groups are written as version 1, which older builds read too.
+  const version = spec.heads === undefined ? 1 : SPEC_VERSION;
+  const head: string[] = [`  "format": ${JSON.stringify(SPEC_FORMAT)}`, `  "version": ${version}`];
   if (options.kind !== undefined) head.push(`  "kind": ${JSON.stringify(options.kind)}`);
   if (options.description !== undefined) head.push(`  "description": ${JSON.stringify(options.description)}`);
   const rows = Object.entries(spec.axesToPerm).map(
@@ -50,6 +60,10 @@ export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {})
   );
   const axes = rows.length === 0 ? '  "axes": {}' : `  "axes": {\n${rows.join(',\n')}\n  }`;
   const parts = [...head, axes];
+  if (spec.heads !== undefined) {
+    const groups = Object.entries(spec.heads).map(([g, { count, perms }]) => `    ${JSON.stringify(g)}: {"count": ${count}, "perms": ${JSON.stringify(perms)}}`);
+    parts.push(`  "heads": {\n${groups.join(',\n')}\n  }`);
+  }
   if (options.notes !== undefined) {
     const groups = Object.entries(options.notes).map(([k, items]) =>
       items.length === 0 ? `    ${JSON.stringify(k)}: []` : `    ${JSON.stringify(k)}: [\n${items.map((x) => `      ${JSON.stringify(x)}`).join(',\n')}\n    ]`,
@@ -110,9 +124,28 @@ function checkPermToAxes(value: unknown, spec: PermutationSpec, label: string): 
   }
 }
 
-function build(axes: Record<string, (string | null)[]>, label: string): PermutationSpec {
+/** "heads": {group: {"count": H, "perms": [names]}}, types checked here so messages name the file. */
+function headsFrom(value: unknown, label: string): Record<string, HeadGroup> {
+  if (!isObject(value)) throw new InputError(`${label}: "heads" must be an object of group name → {"count", "perms"}, got ${describe(value)}`);
+  const out: Record<string, HeadGroup> = Object.create(null);
+  for (const [group, g] of Object.entries(value)) {
+    if (!isObject(g)) throw new InputError(`${label}: head group '${group}' must be an object {"count": heads, "perms": [...]}, got ${describe(g)}`);
+    const extra = Object.keys(g).filter((k) => k !== 'count' && k !== 'perms');
+    if (extra.length > 0) throw new InputError(`${label}: head group '${group}': unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')}`);
+    if (!Number.isSafeInteger(g.count) || (g.count as number) < 1) {
+      throw new InputError(`${label}: head group '${group}': "count" must be a positive integer, got ${describe(g.count)}`);
+    }
+    if (!Array.isArray(g.perms) || g.perms.some((p) => typeof p !== 'string')) {
+      throw new InputError(`${label}: head group '${group}': "perms" must be an array of permutation names, got ${describe(g.perms)}`);
+    }
+    out[group] = { count: g.count as number, perms: g.perms as string[] };
+  }
+  return out;
+}
+
+function build(axes: Record<string, (string | null)[]>, label: string, heads?: Record<string, HeadGroup>): PermutationSpec {
   try {
-    return specFromAxes(axes);
+    return specFromAxes(axes, heads);
   } catch (e) {
     if (e instanceof InputError) throw new InputError(e.message.replace(/^spec:/, `${label}:`));
     throw e;
@@ -126,10 +159,11 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     if (value.format !== SPEC_FORMAT) {
       throw new InputError(`${label}: "format" is ${describe(value.format)}, expected ${JSON.stringify(SPEC_FORMAT)}`);
     }
-    if (value.version !== SPEC_VERSION) {
-      throw new InputError(`${label}: unsupported ${SPEC_FORMAT} version ${describe(value.version)} (this build reads version ${SPEC_VERSION})`);
+    if (value.version !== 1 && value.version !== SPEC_VERSION) {
+      throw new InputError(`${label}: unsupported ${SPEC_FORMAT} version ${describe(value.version)} (this build reads versions 1 to ${SPEC_VERSION})`);
     }
-    const extra = Object.keys(value).filter((k) => !['format', 'version', 'kind', 'description', 'axes', 'notes'].includes(k));
+    const keys = ['format', 'version', 'kind', 'description', 'axes', 'notes', ...(value.version >= 2 ? ['heads'] : [])];
+    const extra = Object.keys(value).filter((k) => !keys.includes(k));
     if (extra.length > 0) throw new InputError(`${label}: unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')} in a ${SPEC_FORMAT} file`);
     for (const k of ['kind', 'description'] as const) {
       if (k in value && typeof value[k] !== 'string') throw new InputError(`${label}: "${k}" must be a string, got ${describe(value[k])}`);
@@ -137,7 +171,7 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     // Informational (what `rebasin spec --json` says about a derived spec); never read for permuting.
     if ('notes' in value && !isObject(value.notes)) throw new InputError(`${label}: "notes" must be an object, got ${describe(value.notes)}`);
     if (!('axes' in value)) throw new InputError(`${label}: ${SPEC_FORMAT} file has no "axes"`);
-    return build(axesFrom(value.axes, label, '"axes"'), label);
+    return build(axesFrom(value.axes, label, '"axes"'), label, 'heads' in value ? headsFrom(value.heads, label) : undefined);
   }
   // {"axes": {...}} without the header: the canonical body. (A bare axes object maps names to arrays, so
   // a tensor called "axes" cannot be mistaken for it.)

@@ -15,13 +15,29 @@ export interface AxisRef {
 
 export type AxesToPerm = Readonly<Record<string, readonly (string | null)[]>>;
 
+/**
+ * Permutations of attention units, which must move whole heads together: each listed permutation acts on
+ * an axis of `count` heads × d units, may reorder the units inside every head freely (the q/k dims of a
+ * head, its v dims), but moves head h to the same place in every permutation of the group (a head's q, k
+ * and v stay one head). See heads.ts.
+ */
+export interface HeadGroup {
+  readonly count: number;
+  readonly perms: readonly string[];
+}
+
 export interface PermutationSpec {
   readonly axesToPerm: AxesToPerm;
   readonly permToAxes: Readonly<Record<string, readonly AxisRef[]>>;
+  /** Head-structured permutations by group name (spec JSON version 2); absent: every permutation is free. */
+  readonly heads?: Readonly<Record<string, HeadGroup>>;
 }
 
-/** Build a spec from its `axesToPerm` table (plain data, e.g. parsed JSON). */
-export function specFromAxes(axesToPerm: AxesToPerm): PermutationSpec {
+/**
+ * Build a spec from its `axesToPerm` table (plain data, e.g. parsed JSON) and, for attention models, the
+ * groups of permutations that move whole heads.
+ */
+export function specFromAxes(axesToPerm: AxesToPerm, heads?: Readonly<Record<string, HeadGroup>>): PermutationSpec {
   const permToAxes: Record<string, AxisRef[]> = Object.create(null);
   const copy: Record<string, (string | null)[]> = Object.create(null);
   for (const [tensor, perms] of Object.entries(axesToPerm)) {
@@ -42,7 +58,29 @@ export function specFromAxes(axesToPerm: AxesToPerm): PermutationSpec {
       return p;
     });
   }
-  return { axesToPerm: copy, permToAxes };
+  if (heads === undefined || Object.keys(heads).length === 0) return { axesToPerm: copy, permToAxes };
+  return { axesToPerm: copy, permToAxes, heads: checkedHeadGroups(heads, permToAxes) };
+}
+
+function checkedHeadGroups(heads: Readonly<Record<string, HeadGroup>>, permToAxes: Readonly<Record<string, readonly AxisRef[]>>): Record<string, HeadGroup> {
+  const out: Record<string, HeadGroup> = Object.create(null);
+  const owner = new Map<string, string>();
+  for (const [group, g] of Object.entries(heads)) {
+    if (!Number.isSafeInteger(g?.count) || g.count < 1) {
+      throw new InputError(`spec: head group '${group}': "count" must be a positive integer, got ${JSON.stringify(g?.count)}`);
+    }
+    if (!Array.isArray(g.perms) || g.perms.length === 0) throw new InputError(`spec: head group '${group}' lists no permutations`);
+    for (const p of g.perms) {
+      if (typeof p !== 'string' || !Object.hasOwn(permToAxes, p)) {
+        throw new InputError(`spec: head group '${group}' names permutation ${JSON.stringify(p)}, which acts on no axis of the spec`);
+      }
+      const other = owner.get(p);
+      if (other !== undefined) throw new InputError(`spec: permutation '${p}' is in head groups '${other}' and '${group}'`);
+      owner.set(p, group);
+    }
+    out[group] = { count: g.count, perms: [...g.perms] };
+  }
+  return out;
 }
 
 export function permNames(spec: PermutationSpec): string[] {
@@ -94,6 +132,15 @@ export function validateSpec(spec: PermutationSpec, ...paramSets: { label: strin
           `permutation '${p}' (${sizes[0]} units) acts only on tensors with no entries in ${label} (${listing}); ` +
             'it would permute nothing: set those axes to null in the spec',
         );
+      }
+    }
+    for (const [group, { count, perms }] of Object.entries(spec.heads ?? {})) {
+      for (const p of perms) {
+        const ref = spec.permToAxes[p][0];
+        const n = params[ref.tensor].shape[ref.axis];
+        if (n % count !== 0) {
+          throw new InputError(`head group '${group}': permutation '${p}' acts on '${ref.tensor}' axis ${ref.axis} of ${n} units in ${label}, which is not ${count} heads of equal size`);
+        }
       }
     }
   }
