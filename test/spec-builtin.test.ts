@@ -480,7 +480,7 @@ test('spec JSON: clear errors for bad input', () => {
     ['{"format": "rebasin-spec", ', /^f\.json: not valid JSON/],
     ['[1, 2]', /must be a JSON object, got an array/],
     ['{"format": "other", "version": 1, "axes": {}}', /"format" is string "other"/],
-    ['{"format": "rebasin-spec", "version": 2, "axes": {"a": [null]}}', /unsupported rebasin-spec version number 2/],
+    ['{"format": "rebasin-spec", "version": 3, "axes": {"a": [null]}}', /unsupported rebasin-spec version number 3/],
     ['{"format": "rebasin-spec", "version": 1, "axis": {}}', /unknown key\(s\) "axis"/],
     ['{"format": "rebasin-spec", "version": 1, "axes": []}', /"axes" must be an object.*got an array/],
     ['{"format": "rebasin-spec", "version": 1, "axes": {}}', /lists no tensors/],

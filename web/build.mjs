@@ -39,7 +39,9 @@ const nodeStubs = {
     b.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => ({
       contents: NODE_STUBS[args.path]
         .map((n) => `export function ${n}() { throw new Error('${args.path}.${n} is not available in the browser'); }`)
-        .join('\n') + (args.path === 'node:path' ? "\nexport const sep = '/';" : ''),
+        .join('\n') + (args.path === 'node:path' ? "\nexport const sep = '/';" : '') +
+        // regular-file.ts reads open flags at load time: an empty table (the functions using it throw anyway).
+        (args.path === 'node:fs' ? '\nexport const constants = {};' : ''),
       loader: 'js',
     }));
   },
