@@ -131,7 +131,26 @@ export interface WriteOnnxOptions {
 }
 
 /** Protobuf messages (and so ONNX files with embedded weights) cannot exceed 2 GiB. */
-const PROTOBUF_LIMIT = 2 ** 31 - 1;
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+/**
+ * The bytes of `model` whose initializers listed in `refs` (by index) point into the data file `location`
+ * (the weights themselves are written there by writeOnnxPair, so these bytes are small).
+ */
+export function modelBytesWithDataAt(
+  model: OnnxModel,
+  refs: ReadonlyMap<number, { offset: number; length: number }>,
+  location: string,
+  path: string,
+): Uint8Array {
+  const placed = withExternalRefs(model, (_t, index): OnnxExternalRef | null => {
+    const r = refs.get(index);
+    return r === undefined ? null : { location, ...r };
+  });
+  const bytes = serializeOnnx(placed);
+  if (bytes.length > PROTOBUF_LIMIT) throw new InputError(`${path}: the model graph alone exceeds protobuf's 2 GiB limit`);
+  return bytes;
+}
 
 function alignmentFor(bytes: number): number {
   // Big tensors start on a page so readers can mmap them; small ones on 64 bytes (any typed-array view).
@@ -194,15 +213,7 @@ export function writeOnnxFile(path: string, model: OnnxModel, params: Params, op
   return writeOnnxPair(
     path,
     chunks,
-    (location) => {
-      const placed = withExternalRefs(updated, (_t, index): OnnxExternalRef | null => {
-        const r = refs.get(index);
-        return r === undefined ? null : { location, ...r };
-      });
-      const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
-      if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${path}: the model graph alone exceeds protobuf's 2 GiB limit`);
-      return modelBytes;
-    },
+    (location) => modelBytesWithDataAt(updated, refs, location, path),
     { inputs, beforeCommit: opts.beforeCommit },
   );
 }

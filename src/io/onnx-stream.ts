@@ -26,7 +26,6 @@ import {
   liftConstantWeights,
   parseOnnx,
   rawDataLength,
-  serializeOnnx,
   withExternalRefs,
   withInitializers,
   type ExternalResolver,
@@ -34,10 +33,9 @@ import {
   type OnnxExternalRef,
   type OnnxModel,
 } from './onnx.js';
-import { fileResolver, writeOnnxFile } from './onnx-file.js';
+import { PROTOBUF_LIMIT, fileResolver, modelBytesWithDataAt, writeOnnxFile } from './onnx-file.js';
 
 /** Protobuf messages, and so .onnx files, cannot exceed 2 GiB (weights beyond that must be external). */
-const PROTOBUF_LIMIT = 2 ** 31 - 1;
 
 // Node's single read() is capped near 2 GiB; read larger spans in pieces.
 const READ_CHUNK = 1 << 30;
@@ -298,15 +296,7 @@ export function writePermutedOnnx(
       offset = start + n;
     });
     // The data file's name is chosen by writeOnnxPair (a fresh one, so the .onnx rename is the one commit).
-    const modelFor = (location: string): Uint8Array => {
-      const placed = withExternalRefs(updated, (_t, index): OnnxExternalRef | null => {
-        const r = refs.get(index);
-        return r === undefined ? null : { location, ...r };
-      });
-      const modelBytes = serializeOnnx(placed); // small: the weights are in the data file
-      if (modelBytes.length > PROTOBUF_LIMIT) throw new InputError(`${outPath}: the model graph alone exceeds protobuf's 2 GiB limit`);
-      return modelBytes;
-    };
+    const modelFor = (location: string): Uint8Array => modelBytesWithDataAt(updated, refs, location, outPath);
 
     function* data(): Generator<Uint8Array> {
       let at = 0;

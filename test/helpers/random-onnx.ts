@@ -23,6 +23,7 @@ import { createRng, type Rng } from '../../src/random.js';
 import { type OnnxSpec, specFromOnnx } from '../../src/spec/onnx-graph.js';
 import { permSizes, validateSpec } from '../../src/spec/spec.js';
 import type { Tensor } from '../../src/tensor.js';
+import { gather } from './onnx-graphs.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Generated graphs
@@ -1204,16 +1205,6 @@ async function runModel(model: OnnxModel, feeds: Record<string, ort.Tensor>): Pr
   }
 }
 
-/** take(t, perm, axis), written independently of src/tensor.ts. */
-function gather(t: Output, perm: Int32Array, axis: number): Float32Array {
-  const ax = axis < 0 ? t.dims.length + axis : axis;
-  const n = t.dims[ax];
-  const inner = t.dims.slice(ax + 1).reduce((a, b) => a * b, 1);
-  const outer = t.data.length / (n * inner);
-  const out = new Float32Array(t.data.length);
-  for (let o = 0; o < outer; o++) for (let i = 0; i < n; i++) for (let k = 0; k < inner; k++) out[(o * n + i) * inner + k] = t.data[(o * n + perm[i]) * inner + k];
-  return out;
-}
 
 /** Largest |a - b| (Infinity where exactly one is NaN), and the tolerance: 1e-4 of the output's magnitude, at least 1e-4. */
 function compare(a: Float32Array, b: Float32Array): { diff: number; tol: number; magnitude: number } {
