@@ -6,6 +6,7 @@ import type { Params, Tensor } from './tensor.js';
 import { take } from './tensor.js';
 import type { PermutationSpec } from './spec/spec.js';
 import { createRng, shuffledRange } from './random.js';
+import { joinAxis, splitTensor } from './spec/segments.js';
 
 export type Perms = Readonly<Record<string, Int32Array>>;
 
@@ -82,7 +83,14 @@ export function permutedTensor(
   t: Tensor,
   exceptAxis: number | null = null,
 ): Tensor {
-  const axes = spec.axesToPerm[name];
+  const parts = splitTensor(spec.segments, name, t);
+  if (parts !== null) {
+    // A fused tensor: each part permuted as a tensor of its own, then laid back side by side.
+    const seg = spec.segments![name];
+    const moved = Object.entries(parts).map(([part, pt]) => permutedTensor(spec, perms, part, pt, exceptAxis));
+    return moved.every((m, i) => m === Object.values(parts)[i]) ? t : joinAxis(moved, seg.axis);
+  }
+  const axes = Object.hasOwn(spec.axesToPerm, name) ? spec.axesToPerm[name] : undefined;
   if (axes === undefined) return t;
   let out = t;
   axes.forEach((p, axis) => {

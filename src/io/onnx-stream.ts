@@ -13,7 +13,7 @@ import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sameBits, shapeToString, sizeOf } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
-import { validateSpec } from '../spec/spec.js';
+import { permSizes, validateSpec } from '../spec/spec.js';
 import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
 import { assertNotInput } from './atomic.js';
 import { writeOnnxPair } from './onnx-pair.js';
@@ -218,9 +218,10 @@ function checkPerms(spec: PermutationSpec, perms: Perms, model: OnnxModel, label
     if (isFloatDtype(info.dtype)) stubs[name] = { shape: info.shape, data: empty };
   }
   validateSpec(spec, { label, params: stubs });
-  for (const [p, axes] of Object.entries(spec.permToAxes)) {
+  const sizes = permSizes(spec, stubs);
+  for (const p of Object.keys(spec.permToAxes)) {
     const perm = perms[p];
-    const n = stubs[axes[0].tensor].shape[axes[0].axis];
+    const n = sizes[p];
     if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
     if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
   }

@@ -9,7 +9,7 @@ import { closeSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
-import { validateSpec } from '../spec/spec.js';
+import { permSizes, validateSpec } from '../spec/spec.js';
 import { permutedTensor, type Perms } from '../permute.js';
 import { writeFileAtomic } from './atomic.js';
 import { decodeFloat, isFloatDtype } from './dtype.js';
@@ -63,9 +63,10 @@ function checkPerms(spec: PermutationSpec, perms: Perms, header: SafetensorsHead
     if (isFloatDtype(header.tensors[name].dtype)) stubs[name] = { shape: header.tensors[name].shape, data: empty };
   }
   validateSpec(spec, { label, params: stubs });
-  for (const [p, axes] of Object.entries(spec.permToAxes)) {
+  const sizes = permSizes(spec, stubs);
+  for (const p of Object.keys(spec.permToAxes)) {
     const perm = perms[p];
-    const n = header.tensors[axes[0].tensor].shape[axes[0].axis];
+    const n = sizes[p];
     if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
     if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
   }

@@ -16,12 +16,19 @@
  *     "heads": {                          (version 2, optional: attention heads)
  *       "blocks.0.attn": {"count": 4, "perms": ["blocks.0.qk", "blocks.0.v"]}
  *     },
+ *     "segments": {                       (version 2, optional: fused tensors cut into parts)
+ *       "blocks.0.qkv.weight": {"axis": 0, "parts": ["blocks.0.qkv.weight#q", "blocks.0.qkv.weight#k", "blocks.0.qkv.weight#v"]}
+ *     },
  *     "notes": {...}                      (optional, informational: ignored when read)
  *   }
  *
  * `heads` makes the listed permutations head-structured (spec/heads.ts): each acts on `count` heads of
  * equal size, keeps every head's units together, and all of a group move the heads alike. Files without
  * it are written as version 1.
+ *
+ * `segments` cuts a stored tensor's axis into consecutive parts (equal, or of the lengths in "sizes"), each
+ * listed in `axes` as a tensor of its own (spec/segments.ts): the fused q|k|v projection of attention,
+ * whose q, k and v rows carry different permutations. The source tensor itself is not in `axes`.
  *
  * `notes` is what `rebasin spec MODEL --json` says about a spec derived from an ONNX graph: the channel
  * spaces left fixed and why (`fixed`), and the nodes the derivation did not understand (`unsupported`).
@@ -35,10 +42,10 @@
  * agree: perm name → list of [tensor, axis] pairs).
  */
 import { InputError } from '../errors.js';
-import { specFromAxes, type HeadGroup, type PermutationSpec } from './spec.js';
+import { specFromAxes, type HeadGroup, type PermutationSpec, type Segmentation } from './spec.js';
 
 export const SPEC_FORMAT = 'rebasin-spec';
-/** Version 1: axes only. Version 2 adds "heads" (head-structured permutations); v1 files read as before. */
+/** Version 1: axes only. Version 2 adds "heads" (head-structured permutations) and "segments"; v1 files read as before. */
 export const SPEC_VERSION = 2;
 
 export interface SpecJsonOptions {
@@ -51,7 +58,7 @@ export interface SpecJsonOptions {
 /** The canonical JSON text of a spec: one tensor per line, so diffs and reviews stay readable. */
 export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {}): string {
   // Specs without head groups are written as version 1, which older builds read too.
-  const version = spec.heads === undefined ? 1 : SPEC_VERSION;
+  const version = spec.heads === undefined && spec.segments === undefined ? 1 : SPEC_VERSION;
   const head: string[] = [`  "format": ${JSON.stringify(SPEC_FORMAT)}`, `  "version": ${version}`];
   if (options.kind !== undefined) head.push(`  "kind": ${JSON.stringify(options.kind)}`);
   if (options.description !== undefined) head.push(`  "description": ${JSON.stringify(options.description)}`);
@@ -63,6 +70,14 @@ export function specToJson(spec: PermutationSpec, options: SpecJsonOptions = {})
   if (spec.heads !== undefined) {
     const groups = Object.entries(spec.heads).map(([g, { count, perms }]) => `    ${JSON.stringify(g)}: {"count": ${count}, "perms": ${JSON.stringify(perms)}}`);
     parts.push(`  "heads": {\n${groups.join(',\n')}\n  }`);
+  }
+  if (spec.segments !== undefined) {
+    const list = (xs: readonly unknown[]): string => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+    const rows = Object.entries(spec.segments).map(([t, seg]) => {
+      const sizes = seg.sizes === undefined ? '' : `, "sizes": ${list(seg.sizes)}`;
+      return `    ${JSON.stringify(t)}: {"axis": ${seg.axis}, "parts": ${list(seg.parts)}${sizes}}`;
+    });
+    parts.push(`  "segments": {\n${rows.join(',\n')}\n  }`);
   }
   if (options.notes !== undefined) {
     const groups = Object.entries(options.notes).map(([k, items]) =>
@@ -143,9 +158,26 @@ function headsFrom(value: unknown, label: string): Record<string, HeadGroup> {
   return out;
 }
 
-function build(axes: Record<string, (string | null)[]>, label: string, heads?: Record<string, HeadGroup>): PermutationSpec {
+/** "segments": {tensor: {"axis": n, "parts": [names], "sizes"?: [lengths]}}, types checked here so messages name the file. */
+function segmentsFrom(value: unknown, label: string): Record<string, Segmentation> {
+  if (!isObject(value)) throw new InputError(`${label}: "segments" must be an object of tensor name → {"axis", "parts"}, got ${describe(value)}`);
+  const out: Record<string, Segmentation> = Object.create(null);
+  for (const [tensor, seg] of Object.entries(value)) {
+    if (!isObject(seg)) throw new InputError(`${label}: segments of '${tensor}' must be an object {"axis": n, "parts": [...]}, got ${describe(seg)}`);
+    const extra = Object.keys(seg).filter((k) => k !== 'axis' && k !== 'parts' && k !== 'sizes');
+    if (extra.length > 0) throw new InputError(`${label}: segments of '${tensor}': unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')}`);
+    if (!Array.isArray(seg.parts) || seg.parts.some((p) => typeof p !== 'string')) {
+      throw new InputError(`${label}: segments of '${tensor}': "parts" must be an array of tensor names, got ${describe(seg.parts)}`);
+    }
+    if ('sizes' in seg && !Array.isArray(seg.sizes)) throw new InputError(`${label}: segments of '${tensor}': "sizes" must be an array, got ${describe(seg.sizes)}`);
+    out[tensor] = { axis: seg.axis as number, parts: seg.parts as string[], ...('sizes' in seg ? { sizes: seg.sizes as number[] } : {}) };
+  }
+  return out;
+}
+
+function build(axes: Record<string, (string | null)[]>, label: string, heads?: Record<string, HeadGroup>, segments?: Record<string, Segmentation>): PermutationSpec {
   try {
-    return specFromAxes(axes, heads);
+    return specFromAxes(axes, heads, segments);
   } catch (e) {
     if (e instanceof InputError) throw new InputError(e.message.replace(/^spec:/, `${label}:`));
     throw e;
@@ -162,7 +194,7 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     if (value.version !== 1 && value.version !== SPEC_VERSION) {
       throw new InputError(`${label}: unsupported ${SPEC_FORMAT} version ${describe(value.version)} (this build reads versions 1 to ${SPEC_VERSION})`);
     }
-    const keys = ['format', 'version', 'kind', 'description', 'axes', 'notes', ...(value.version >= 2 ? ['heads'] : [])];
+    const keys = ['format', 'version', 'kind', 'description', 'axes', 'notes', ...(value.version >= 2 ? ['heads', 'segments'] : [])];
     const extra = Object.keys(value).filter((k) => !keys.includes(k));
     if (extra.length > 0) throw new InputError(`${label}: unknown key(s) ${extra.map((k) => `"${k}"`).join(', ')} in a ${SPEC_FORMAT} file`);
     for (const k of ['kind', 'description'] as const) {
@@ -171,7 +203,8 @@ export function specFromJsonValue(value: unknown, label = 'spec'): PermutationSp
     // Informational (what `rebasin spec --json` says about a derived spec); never read for permuting.
     if ('notes' in value && !isObject(value.notes)) throw new InputError(`${label}: "notes" must be an object, got ${describe(value.notes)}`);
     if (!('axes' in value)) throw new InputError(`${label}: ${SPEC_FORMAT} file has no "axes"`);
-    return build(axesFrom(value.axes, label, '"axes"'), label, 'heads' in value ? headsFrom(value.heads, label) : undefined);
+    const heads = 'heads' in value ? headsFrom(value.heads, label) : undefined;
+    return build(axesFrom(value.axes, label, '"axes"'), label, heads, 'segments' in value ? segmentsFrom(value.segments, label) : undefined);
   }
   // {"axes": {...}} without the header: the canonical body. (A bare axes object maps names to arrays, so
   // a tensor called "axes" cannot be mistaken for it.)

@@ -7,6 +7,9 @@
 import { InputError } from '../errors.js';
 import type { Params } from '../tensor.js';
 import { shapeToString, sameShape, sizeOf } from '../tensor.js';
+import { splitShapes, type Segmentation, type Segments } from './segments.js';
+
+export type { Segmentation, Segments } from './segments.js';
 
 export interface AxisRef {
   readonly tensor: string;
@@ -31,13 +34,18 @@ export interface PermutationSpec {
   readonly permToAxes: Readonly<Record<string, readonly AxisRef[]>>;
   /** Head-structured permutations by group name (spec JSON version 2); absent: every permutation is free. */
   readonly heads?: Readonly<Record<string, HeadGroup>>;
+  /**
+   * Stored tensors whose axis is made of parts (fused q|k|v projections; segments.ts), by source tensor.
+   * axesToPerm names the parts, never the source; absent: every tensor is whole.
+   */
+  readonly segments?: Segments;
 }
 
 /**
  * Build a spec from its `axesToPerm` table (plain data, e.g. parsed JSON) and, for attention models, the
  * groups of permutations that move whole heads.
  */
-export function specFromAxes(axesToPerm: AxesToPerm, heads?: Readonly<Record<string, HeadGroup>>): PermutationSpec {
+export function specFromAxes(axesToPerm: AxesToPerm, heads?: Readonly<Record<string, HeadGroup>>, segments?: Segments): PermutationSpec {
   const permToAxes: Record<string, AxisRef[]> = Object.create(null);
   const copy: Record<string, (string | null)[]> = Object.create(null);
   for (const [tensor, perms] of Object.entries(axesToPerm)) {
@@ -58,8 +66,41 @@ export function specFromAxes(axesToPerm: AxesToPerm, heads?: Readonly<Record<str
       return p;
     });
   }
-  if (heads === undefined || Object.keys(heads).length === 0) return { axesToPerm: copy, permToAxes };
-  return { axesToPerm: copy, permToAxes, heads: checkedHeadGroups(heads, permToAxes) };
+  const spec: { axesToPerm: AxesToPerm; permToAxes: Record<string, AxisRef[]>; heads?: Record<string, HeadGroup>; segments?: Segments } = { axesToPerm: copy, permToAxes };
+  if (heads !== undefined && Object.keys(heads).length > 0) spec.heads = checkedHeadGroups(heads, permToAxes);
+  if (segments !== undefined && Object.keys(segments).length > 0) spec.segments = checkedSegments(segments, copy);
+  return spec;
+}
+
+function checkedSegments(segments: Segments, axesToPerm: AxesToPerm): Record<string, Segmentation> {
+  const out: Record<string, Segmentation> = Object.create(null);
+  const owner = new Map<string, string>();
+  for (const [source, seg] of Object.entries(segments)) {
+    const where = `spec: segments of '${source}'`;
+    if (Object.hasOwn(axesToPerm, source)) {
+      throw new InputError(`${where}: a segmented tensor is permuted through its parts, so '${source}' itself must not be in the axes table`);
+    }
+    if (!Number.isSafeInteger(seg?.axis) || seg.axis < 0) throw new InputError(`${where}: "axis" must be a non-negative integer, got ${JSON.stringify(seg?.axis)}`);
+    if (!Array.isArray(seg.parts) || seg.parts.length === 0) throw new InputError(`${where}: "parts" must be a non-empty array of tensor names`);
+    for (const part of seg.parts) {
+      if (typeof part !== 'string' || part.length === 0) throw new InputError(`${where}: part names must be non-empty strings, got ${JSON.stringify(part)}`);
+      if (Object.hasOwn(segments, part)) throw new InputError(`${where}: part '${part}' is itself a segmented tensor`);
+      const other = owner.get(part);
+      if (other !== undefined) throw new InputError(`spec: part '${part}' is listed under both '${other}' and '${source}'`);
+      owner.set(part, source);
+      const axes = Object.hasOwn(axesToPerm, part) ? axesToPerm[part] : undefined;
+      if (axes !== undefined && axes.length <= seg.axis) {
+        throw new InputError(`${where}: part '${part}' has ${axes.length} axes in the axes table, fewer than segment axis ${seg.axis} needs`);
+      }
+    }
+    if (seg.sizes !== undefined) {
+      if (!Array.isArray(seg.sizes) || seg.sizes.length !== seg.parts.length || seg.sizes.some((m) => !Number.isSafeInteger(m) || m < 1)) {
+        throw new InputError(`${where}: "sizes" must list one positive integer per part (${seg.parts.length}), got ${JSON.stringify(seg.sizes)}`);
+      }
+    }
+    out[source] = seg.sizes === undefined ? { axis: seg.axis, parts: [...seg.parts] } : { axis: seg.axis, parts: [...seg.parts], sizes: [...seg.sizes] };
+  }
+  return out;
 }
 
 function checkedHeadGroups(heads: Readonly<Record<string, HeadGroup>>, permToAxes: Readonly<Record<string, readonly AxisRef[]>>): Record<string, HeadGroup> {
@@ -88,7 +129,8 @@ export function permNames(spec: PermutationSpec): string[] {
 }
 
 /** The length of each permutation, read from the params (after validation these agree on every axis). */
-export function permSizes(spec: PermutationSpec, params: Params): Record<string, number> {
+export function permSizes(spec: PermutationSpec, stored: Params): Record<string, number> {
+  const params = splitShapes(spec.segments, stored);
   const sizes: Record<string, number> = Object.create(null);
   for (const [p, axes] of Object.entries(spec.permToAxes)) {
     const first = axes[0];
@@ -104,7 +146,12 @@ export function permSizes(spec: PermutationSpec, params: Params): Record<string,
  */
 export function validateSpec(spec: PermutationSpec, ...paramSets: { label: string; params: Params }[]): void {
   if (paramSets.length === 0) throw new Error('validateSpec: no params given');
-  for (const { label, params } of paramSets) {
+  for (const { label, params: stored } of paramSets) {
+    for (const source of Object.keys(spec.segments ?? {})) {
+      if (!Object.hasOwn(stored, source)) throw new InputError(`spec segments tensor '${source}', which ${label} does not have`);
+    }
+    // Segmented tensors are checked as their parts (shapes only: nothing is copied).
+    const params = splitShapes(spec.segments, stored, label);
     for (const [tensor, perms] of Object.entries(spec.axesToPerm)) {
       // Own names only: a plain-object params would answer 'constructor' or 'toString' from its prototype.
       const t = Object.hasOwn(params, tensor) ? params[tensor] : undefined;

@@ -6,6 +6,7 @@
 import type { Params } from '../tensor.js';
 import type { AxisRef, PermutationSpec } from './spec.js';
 import { isIgnorable } from './resnet.js';
+import { splitShapes } from './segments.js';
 
 /** Group consecutive refs that share a parent module and an axis: `a.b.{w,x}:0`. */
 export function groupRefs(refs: readonly AxisRef[]): string[] {
@@ -56,8 +57,10 @@ export interface SpecTableOptions {
  * The table, as text ending in a newline. With `params`, sizes are read from them (the first axis of
  * each permutation; `validateSpec` checks the rest) and a final line lists the tensors left unpermuted.
  */
-export function formatSpecTable(spec: PermutationSpec, params?: Params, options: SpecTableOptions = {}): string {
+export function formatSpecTable(spec: PermutationSpec, stored?: Params, options: SpecTableOptions = {}): string {
   const width = options.axesWidth ?? 80;
+  // Fused tensors are listed as their parts, as the axes table names them.
+  const params = stored === undefined ? undefined : splitShapes(spec.segments, stored);
   const rows = Object.entries(spec.permToAxes).map(([perm, refs]) => {
     const first = refs[0];
     const t = params?.[first.tensor];
@@ -75,6 +78,13 @@ export function formatSpecTable(spec: PermutationSpec, params?: Params, options:
   }
   const axisCount = rows.reduce((n, r) => n + spec.permToAxes[r.perm].length, 0);
   out.push(`${rows.length} permutation(s) over ${axisCount} axes of ${Object.keys(spec.axesToPerm).length} tensor(s)`);
+  for (const [group, { count, perms }] of Object.entries(spec.heads ?? {})) {
+    out.push(`heads '${group}': ${count} heads, moved alike by ${perms.join(', ')} (units stay within their head)`);
+  }
+  for (const [source, seg] of Object.entries(spec.segments ?? {})) {
+    const sizes = seg.sizes === undefined ? 'equal parts' : `parts of ${seg.sizes.join(', ')}`;
+    out.push(`segments: '${source}' axis ${seg.axis} = ${seg.parts.join(' | ')} (${sizes})`);
+  }
   if (params !== undefined) {
     // Scalars (BatchNorm's num_batches_tracked) cannot be permuted; count them rather than list them.
     const free = Object.keys(params).filter((n) => !(spec.axesToPerm[n] ?? []).some((p) => p !== null));
