@@ -3,9 +3,7 @@
 // bit for bit (tested): Jonker–Volgenant column reduction (cold) or the warm start (column potentials,
 // row minima, still-tight pairs, cheapest free columns), augmenting row reduction, then shortest
 // augmenting paths. It runs without JavaScript's warm-up, its scans in 128-bit SIMD (two float64 columns
-// per step; the order-dependent bookkeeping of the scalar loop kept exactly): 1.5–2.5× faster than the
-// JavaScript here (2.0–2.5× on the assignments of a 512-wide matching run and at n = 1024, 1.5× on uniform
-// n = 2048). The module also carries weight matching's layout kernels (layout.ts).
+// per step; the order-dependent bookkeeping of the scalar loop kept exactly). BENCHMARKS.md has the figures.
 //
 // Memory is laid out by the caller (lap-wasm.ts): c f64[n·n] holds the matrix; u, v, dist, settledDist
 // are f64[n]; col4row, row4col, pred, settledCols, scannedRows, argmin, given are i32[n]; queue is i32[6n].
@@ -345,4 +343,3 @@ export function addFloat32(dst: usize, src: usize, len: i32): void {
   }
   if (k < len) st(dst, k, ld(dst, k) + <f64>load<f32>(src + (<usize>k << 2)));
 }
-export { layoutTaken, gatheredDot } from './layout';

@@ -17,7 +17,6 @@ export { openSafetensorsSource, type SafetensorsSource, type SafetensorsSourceOp
 export { openOnnxSource, type OnnxSource, type OnnxSourceOptions } from './match/param-source-onnx.js';
 export { writePermutedSafetensors } from './io/safetensors-stream.js';
 export { writePermutedOnnx } from './io/onnx-stream.js';
-export { createAssignmentThread, type ClosableAssignmentThread } from './match/assignment-thread.js';
 export * from './match/activation-matching.js';
 export * from './engine/matmul.js';
 export { createOrtMatmul, defaultMatmul } from './engine/ort-matmul.js';

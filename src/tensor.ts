@@ -586,17 +586,3 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   }
   return m;
 }
-
-/**
- * The layout and dot-product kernels weight matching uses, as one replaceable set: these JavaScript ones,
- * or the WebAssembly ones of a leased solver for tensors copied into its memory (lap-wasm.ts), which give
- * the same values bit for bit and fall back to these for anything else.
- */
-export interface LayoutKernels {
-  writeAxisFirst(t: Tensor, axis: number, dst: Float32Array, ld: number, col: number): void;
-  writeGatheredAxisFirst(t: Tensor, axis: number, index: readonly (Int32Array | null)[], dst: Float32Array, ld: number, col: number): void;
-  writeTakenAxisFirst(t: Tensor, axis: number, other: number, index: Int32Array, minus: Int32Array | null, dst: Float32Array, ld: number, col: number): void;
-  gatheredDot(a: Tensor, b: Tensor, index: readonly (Int32Array | null)[]): number;
-}
-
-export const jsLayoutKernels: LayoutKernels = { writeAxisFirst, writeGatheredAxisFirst, writeTakenAxisFirst, gatheredDot };

@@ -226,3 +226,22 @@ test('matchings run concurrently in one thread give the results they give one at
     });
   }
 });
+
+test('a matching whose model fails to load releases its solver; a scalar parameter counts in the objective', async () => {
+  const { liveLeases } = await import('../src/match/lap-wasm.js');
+  const { paramsSource } = await import('../src/match/param-source.js');
+  const { weightMatchingFrom } = await import('../src/match/weight-matching.js');
+  const spec = mlpSpec(3);
+  const a = randomMlp([8, 16, 16, 16, 3], 'torch', 1);
+  const b = randomMlp([8, 16, 16, 16, 3], 'torch', 2);
+  const failing = { ...paramsSource(b, 'model B'), use: () => { throw new Error('disk gone'); } };
+  const before = liveLeases();
+  for (let k = 0; k < 3; k++) {
+    await assert.rejects(weightMatchingFrom({ spec, sourceA: paramsSource(a, 'model A'), sourceB: failing, seed: 0 }), /disk gone/);
+  }
+  assert.equal(liveLeases(), before);
+  // A model with a scalar parameter (a logit scale): 3 · 5 counts in the objective, whatever the perms.
+  const withScale = (p: typeof a, x: number) => ({ ...p, scale: { shape: [], data: Float32Array.of(x) } });
+  const r = await weightMatching({ spec, paramsA: withScale(a, 3), paramsB: withScale(b, 5), seed: 0 });
+  assert.ok(Math.abs(r.objectiveAfter - matchingObjective(spec, r.perms, a, b) - 15) < 1e-9);
+});

@@ -17,7 +17,7 @@
  * updates add no drift beyond each product's own float32 rounding. A term with two or more other
  * permutations, or an update wider than half the full product, is recomputed from scratch instead.
  */
-import { jsLayoutKernels, sizeOf, type LayoutKernels } from '../tensor.js';
+import { sizeOf, writeTakenAxisFirst } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import type { Perms } from '../permute.js';
 import type { MatmulEngine } from '../engine/matmul.js';
@@ -59,11 +59,10 @@ export class CostCache {
     private readonly sourceB: ParamSource,
     private readonly engine: MatmulEngine,
     private readonly scratch: (key: 'a' | 'b', size: number) => Float32Array,
-    /** Where the kept matrices live (shared memory when another thread solves the assignments). */
+    /** Where the kept matrices live (the solver's memory, where they are solved in place). */
     private readonly allocate: (length: number) => Float64Array = (length) => new Float64Array(length),
     /** into += delta, elementwise (float64 += float32); the solver's own when the matrices live there. */
     private readonly addInto: (into: Float64Array, delta: Float32Array) => void = addFloat32,
-    private readonly kernels: LayoutKernels = jsLayoutKernels,
   ) {}
 
   /**
@@ -122,8 +121,8 @@ export class CostCache {
         const oldIndex = Int32Array.from(at, (i) => before[i]);
         const newIndex = Int32Array.from(at, (i) => now[i]);
         const other = t.other.axis;
-        this.sourceA.use(t.tensor, (x) => this.kernels.writeTakenAxisFirst(x, t.axis, other, at, null, a, width, col));
-        this.sourceB.use(t.tensor, (x) => this.kernels.writeTakenAxisFirst(x, t.axis, other, newIndex, oldIndex, b, width, col));
+        this.sourceA.use(t.tensor, (x) => writeTakenAxisFirst(x, t.axis, other, at, null, a, width, col));
+        this.sourceB.use(t.tensor, (x) => writeTakenAxisFirst(x, t.axis, other, newIndex, oldIndex, b, width, col));
         col += t.colsPerUnit * at.length;
       }
       this.addInto(matrix, await this.engine.abt(a, n, b, n, width));

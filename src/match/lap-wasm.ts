@@ -1,21 +1,19 @@
 /**
- * The square assignment solver compiled to WebAssembly (asm/lap.ts), behind the same contract as the
- * JavaScript one in lap.ts: same algorithm, same float64 arithmetic, same answer bit for bit (tested).
- * WebAssembly is compiled before it first runs, so it skips the warm-up JavaScript pays on the first
- * solves of a process; its scans use 128-bit SIMD (two float64 columns per step). Where WebAssembly or its
- * SIMD is missing (old browsers), lap.ts solves in JavaScript.
+ * The square assignment solver, compiled to WebAssembly from asm/lap.ts: the production solver of every
+ * square problem lap.ts hands it (cold of 16 and more, or warm-started). Its JavaScript twin,
+ * test/helpers/lap-oracle.ts, is the test oracle: same algorithm, same float64 arithmetic, same answer bit
+ * for bit (tested, ties included). WebAssembly is compiled before it first runs, so it skips the warm-up
+ * JavaScript pays on the first solves of a process; its scans use 128-bit SIMD (two float64 columns per
+ * step). Where WebAssembly or its SIMD is missing, lap.ts solves in JavaScript (its rectangular path).
  *
  * Each instance has its own memory, never shared by two callers at once: a solve of a matrix from outside
  * borrows the spare instance for the length of the (synchronous) call and copies the matrix in; a caller
  * that builds its matrices in the solver's memory (weight matching: no copy per solve, 8·n² bytes less at
  * the peak) leases an instance for as long as it needs them (leaseSolver); the same module also carries
- * weight matching's layout kernels (asm/layout.ts, used through layout-wasm.ts) and the float64 += float32
- * update of a kept matrix. Browser-safe: the module ships as base64 text, compiled synchronously (about
- * 5 KB).
+ * the float64 += float32 update of a kept matrix. Browser-safe: the module ships as base64 text, compiled
+ * synchronously.
  */
 import { LAP_WASM_BASE64 } from './lap-wasm-module.js';
-import type { LayoutKernels } from '../tensor.js';
-import { wasmLayoutKernels, type LayoutExports } from './layout-wasm.js';
 
 // The few WebAssembly names used here (the project compiles against ES2022 and Node's types only).
 interface WasmMemory {
@@ -34,7 +32,7 @@ type Solve = (
   argmin: number, given: number, queue: number,
 ) => number;
 
-interface Instance extends LayoutExports {
+interface Instance {
   readonly memory: WasmMemory;
   readonly solve: Solve;
   readonly addFloat32: (dst: number, src: number, len: number) => void;
@@ -58,15 +56,10 @@ function instantiate(): Instance | null {
     memory: exports.memory as WasmMemory,
     solve: exports.solve as Solve,
     addFloat32: exports.addFloat32 as Instance['addFloat32'],
-    layoutTaken: exports.layoutTaken as LayoutExports['layoutTaken'],
-    gatheredDot: exports.gatheredDot as LayoutExports['gatheredDot'],
   };
 }
 
-/**
- * The bytes of base64 text (atob, then a plain loop: Uint8Array.from with a callback per character took
- * 1–2 ms of a fresh process's first matching, this 0.2 ms).
- */
+/** The bytes of base64 text (atob, then a plain loop: cheaper than a callback per character). */
 function decodeBase64(text: string): Uint8Array {
   const chars = atob(text);
   const bytes = new Uint8Array(chars.length);
@@ -157,27 +150,15 @@ export interface SolverLease {
    * low-rank update of a kept cost matrix.
    */
   addInto(into: Float64Array, delta: Float32Array): void;
-  /** The float32 area reserved at lease time (`floats` values; null for none), for tensors and operands. */
-  readonly floats: Float32Array | null;
-  /**
-   * Layout kernels that run in the solver (asm/layout.ts) when their tensors and destination lie in
-   * `floats` and their layout is one it has (the two leading axes of a tensor); else tensor.ts's.
-   */
-  readonly kernels: LayoutKernels;
-  /** How many kernel calls ran in the solver and how many fell back to tensor.ts (for tests and benchmarks). */
-  readonly kernelRuns: { wasm: number; javascript: number };
   /** Ends the lease: the matrices must not be used after. `keep: false` lets the memory go at once. */
   release(options?: { keep?: boolean }): void;
 }
 
-/** What a lease reserves besides the work arrays: matrices (n each, n·n float64), float32 values, indices. */
+/** What a lease reserves besides the work arrays: matrices (n each, n·n float64). */
 export interface LeaseSizes {
   readonly matrices: readonly number[];
   /** The largest problem to be solved (n × n). */
   readonly largest: number;
-  readonly floats?: number;
-  /** Int32 index values the kernels may stage at once (twice the longest axis of any tensor). */
-  readonly indices?: number;
   /** Room to stage a float32 update of the largest matrix for addInto (4·largest² bytes); default false. */
   readonly updates?: boolean;
 }
@@ -189,14 +170,10 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
   const wasm = takeSpare();
   if (wasm === null) return null;
   const { largest } = sizes;
-  const floatCount = sizes.floats ?? 0;
-  const indexCount = floatCount > 0 ? sizes.indices ?? 0 : 0;
-  // Work arrays, then room to stage a float32 update of the largest matrix, indices, floats, matrices.
+  // Work arrays, then room to stage a float32 update of the largest matrix, then the matrices.
   const staging = layout(largest).end;
   const stagingFloats = sizes.updates === true ? largest * largest : 0;
-  const indexAt = staging + align16(stagingFloats * 4);
-  const floatAt = indexAt + align16(indexCount * 4);
-  const matrixAt = floatAt + align16(floatCount * 4);
+  const matrixAt = staging + align16(stagingFloats * 4);
   let total = matrixAt;
   for (const n of sizes.matrices) total += n * n * 8;
   const buffer = reserve(wasm, total);
@@ -205,19 +182,9 @@ export function leaseSolver(sizes: LeaseSizes): SolverLease | null {
     return null;
   }
   leased.set(buffer, { wasm, workN: largest });
-  const floats = floatCount > 0 ? new Float32Array(buffer, floatAt, floatCount) : null;
   let next = matrixAt;
   let live = true;
-  const { kernels, runs: kernelRuns } = wasmLayoutKernels(wasm, {
-    buffer,
-    floats: { at: floatAt, count: floatCount },
-    indices: { at: indexAt, count: indexCount },
-    live: () => live,
-  });
   return {
-    floats,
-    kernels,
-    kernelRuns,
     addInto(into: Float64Array, delta: Float32Array): void {
       if (!live || into.buffer !== buffer || delta.length !== into.length || delta.length > stagingFloats) {
         for (let k = 0; k < into.length; k++) into[k] += delta[k];
