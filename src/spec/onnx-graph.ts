@@ -26,7 +26,7 @@
  */
 import { InputError } from '../errors.js';
 import { type OnnxGraph, type OnnxGraphValue, type OnnxModel, type OnnxNode, type OnnxTensorValue, isFloatDtype, onnxInitializerValue } from '../io/onnx.js';
-import { type AxisRef, type PermutationSpec, specFromAxes } from './spec.js';
+import { type AxisRef, type HeadGroup, type PermutationSpec, type Segmentation, specFromAxes } from './spec.js';
 
 /** One graph value whose `axis` carries a permutation: where to record activations for matching. */
 export interface OnnxTap {
@@ -75,13 +75,30 @@ interface ChanValue {
   readonly cls: number;
   readonly axis: number;
   readonly shape: readonly Dim[] | null;
+  /**
+   * Attention: the class's units split into `count` heads of d units (unit h·d + i is unit i of head h).
+   * `axis` then holds the d units of a head (shape known), and `heads.axis` the heads, as the minor factor
+   * of that axis (its index mod `count` is the head: heads may be folded into the batch axis). Without
+   * `units` the value has no unit axis at all (attention scores: only the heads are permuted, by the
+   * head permutation of class `cls`'s head group; `axis` is then `heads.axis`).
+   */
+  readonly heads?: { readonly axis: number; readonly count: number; readonly units: boolean };
 }
 
 /**
  * One entry of a small integer tensor whose contents we follow (Reshape targets, axes, pads): a number, or
  * "dimension `axis` of value `of`" when that size is only known at run time (from a Shape node).
  */
-type IntEntry = number | { readonly of: string; readonly axis: number };
+type IntEntry = number | DimOf | DimProduct;
+interface DimOf {
+  readonly of: string;
+  readonly axis: number;
+}
+/** `k` times the product of sizes known only at run time (`bsz * num_heads` in a Reshape target). */
+interface DimProduct {
+  readonly k: number;
+  readonly dims: readonly DimOf[];
+}
 
 /**
  * A value with no permuted axis as far as we know. `deps` lists classes it was computed from through ops we
@@ -111,6 +128,11 @@ interface InitValue {
   readonly name: string;
   readonly shape: readonly number[];
   readonly source: readonly (number | null)[];
+  /**
+   * Broadcast by Expand to a shape we do not know (a class token expanded over the batch): the entries
+   * along each axis of size > 1 stay on that axis counted from the end; axes of size 1 are copies.
+   */
+  readonly expanded?: boolean;
 }
 
 type Value = ChanValue | PlainValue | InitValue;
@@ -148,6 +170,8 @@ const REDUCE = new Set([
   'ReduceMean', 'ReduceSum', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceLogSum',
   'ReduceLogSumExp', 'ReduceSumSquare',
 ]);
+/** TensorProto data types of integers (a Cast to one keeps followed sizes). */
+const INT_TYPES = new Set([2, 3, 4, 5, 6, 7, 12, 13]);
 /** Ops whose result depends only on the input's shape, which a permutation does not change. */
 const SHAPE_ONLY = new Set(['Shape', 'Size']);
 
@@ -194,6 +218,17 @@ class Walk {
   private readonly size: number[] = [];
   private readonly names: (string | null)[] = [];
   private readonly fixedWhy: (string | null)[] = [];
+  /** Heads a class's units are split into (on its root), null when never split. */
+  private readonly headCount: (number | null)[] = [];
+  /** Union-find over classes whose head permutations must be the same (q·kᵀ scores meeting v). */
+  private readonly headParent: number[] = [];
+  /**
+   * A class cut into consecutive segments by Slice/Split along its channel axis (a fused q|k|v
+   * projection), on its root: each segment's class, null until a node reads that segment.
+   */
+  private readonly segments: ({ start: number; end: number; cls: number | null }[] | null)[] = [];
+  /** Why a class cannot carry what was asked of it (heads of two sizes, two segmentations): fixed at the end. */
+  readonly conflicts: { cls: number; why: string }[] = [];
   /** `${initializer}\0${axis}` → class. */
   readonly initAxes = new Map<string, number>();
   readonly values = new Map<string, Value>();
@@ -211,7 +246,14 @@ class Walk {
     this.size.push(size);
     this.names.push(name);
     this.fixedWhy.push(fixedWhy);
+    this.headCount.push(null);
+    this.headParent.push(id);
+    this.segments.push(null);
     return id;
+  }
+
+  get classCount(): number {
+    return this.parent.length;
   }
 
   find(c: number): number {
@@ -233,7 +275,72 @@ class Walk {
     const [root, child] = ra < rb ? [ra, rb] : [rb, ra];
     this.parent[child] = root;
     this.fixedWhy[root] ??= this.fixedWhy[child];
+    // One permutation: the same head structure and the same head permutation.
+    const [hr, hc] = [this.headCount[root], this.headCount[child]];
+    if (hr !== null && hc !== null && hr !== hc) this.conflicts.push({ cls: root, why: `${nodeLabel(node)} joins units split into ${hr} heads with units split into ${hc} heads` });
+    this.headCount[root] = hr ?? hc;
+    this.unionHeads(root, child);
+    const [sr, sc] = [this.segments[root], this.segments[child]];
+    if (sr !== null && sc !== null) this.conflicts.push({ cls: root, why: `${nodeLabel(node)} joins two channel axes that are each cut into segments` });
+    this.segments[root] = sr ?? sc;
     return root;
+  }
+
+  headRoot(c: number): number {
+    let r = c;
+    while (this.headParent[r] !== r) r = this.headParent[r];
+    return r;
+  }
+
+  /** The classes' head permutations must be the same (both are in one head group). */
+  unionHeads(a: number, b: number): void {
+    const [ra, rb] = [this.headRoot(a), this.headRoot(b)];
+    if (ra !== rb) this.headParent[Math.max(ra, rb)] = Math.min(ra, rb);
+  }
+
+  headsOf(c: number): number | null {
+    return this.headCount[this.find(c)];
+  }
+
+  /** Records that class `c`'s units are split into `count` heads; false when they already are into another count. */
+  setHeads(c: number, count: number): boolean {
+    const r = this.find(c);
+    const h = this.headCount[r];
+    if (h !== null && h !== count) return false;
+    this.headCount[r] = count;
+    return true;
+  }
+
+  segmentsOf(c: number): readonly { start: number; end: number; cls: number | null }[] | null {
+    return this.segments[this.find(c)];
+  }
+
+  /**
+   * The class of units [start, end) of class `c`'s channel axis, cutting it into segments: each segment
+   * gets its own class (its own permutation), and `c`'s axes are stored as parts. Null when [start, end)
+   * would cut a segment already in use, or span several.
+   */
+  segment(c: number, start: number, end: number): number | null {
+    const r = this.find(c);
+    if (this.fixedWhy[r] !== null) return this.newClass(end - start, null, this.fixedWhy[r]);
+    const segs = this.segments[r] ?? [{ start: 0, end: this.size[r], cls: null }];
+    const i = segs.findIndex((g) => g.start <= start && end <= g.end);
+    if (i < 0) return null;
+    const g = segs[i];
+    if (g.start === start && g.end === end) {
+      const cls = g.cls ?? this.newClass(end - start, `${this.names[r] ?? `P${r}`}[${start}:${end}]`);
+      const next = segs.map((e, k) => (k === i ? { ...e, cls } : e));
+      this.segments[r] = next;
+      return cls;
+    }
+    if (g.cls !== null) return null;
+    const pieces = [
+      ...(g.start < start ? [{ start: g.start, end: start, cls: null }] : []),
+      { start, end, cls: null },
+      ...(end < g.end ? [{ start: end, end: g.end, cls: null }] : []),
+    ];
+    this.segments[r] = [...segs.slice(0, i), ...pieces, ...segs.slice(i + 1)];
+    return this.segment(r, start, end);
   }
 
   fix(c: number, why: string): void {
@@ -319,7 +426,8 @@ class Walk {
   set(name: string, v: Value, node: OnnxNode | null): void {
     if (name === '') return;
     this.values.set(name, v);
-    if (v.kind === 'chan' && node !== null) {
+    // A value split into heads is not one flat axis of its permutation: not a place to record it.
+    if (v.kind === 'chan' && v.heads === undefined && node !== null) {
       const score = NONLINEAR.has(node.opType) ? 3 : node.opType === 'Add' || node.opType === 'Sum' ? 2 : 1;
       this.tapCandidates.push({ value: name, cls: v.cls, axis: v.axis, score });
     }
@@ -423,6 +531,40 @@ function intEntries(w: Walk, name: string | undefined): readonly IntEntry[] | nu
   return v?.kind === 'plain' && v.ints !== undefined ? v.ints : null;
 }
 
+const isDimOf = (e: IntEntry): e is DimOf => typeof e === 'object' && 'of' in e;
+
+/** An entry as k × sizes known at run time. */
+function asProduct(e: IntEntry): DimProduct {
+  if (typeof e === 'number') return { k: e, dims: [] };
+  return isDimOf(e) ? { k: 1, dims: [e] } : e;
+}
+
+/**
+ * Elementwise integer arithmetic on followed sizes (scalars broadcast), as ONNX does it on int64: Div
+ * truncates. Sums and quotients of run-time sizes are not followed (null); products are.
+ */
+function intArithmetic(op: string, args: readonly (readonly IntEntry[])[]): IntEntry[] | null {
+  if (args.length !== 2 || !['Add', 'Sub', 'Mul', 'Div'].includes(op)) return null;
+  const [a, b] = args;
+  const n = Math.max(a.length, b.length);
+  if ((a.length !== n && a.length !== 1) || (b.length !== n && b.length !== 1)) return null;
+  const out: IntEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length === 1 ? 0 : i];
+    const y = b[b.length === 1 ? 0 : i];
+    if (typeof x === 'number' && typeof y === 'number') {
+      if (op === 'Div' && y === 0) return null;
+      const v = op === 'Add' ? x + y : op === 'Sub' ? x - y : op === 'Mul' ? x * y : Math.trunc(x / y);
+      if (!Number.isSafeInteger(v)) return null;
+      out.push(v);
+    } else if (op === 'Mul') {
+      const [p, q] = [asProduct(x), asProduct(y)];
+      out.push({ k: p.k * q.k, dims: [...p.dims, ...q.dims] });
+    } else return null;
+  }
+  return out;
+}
+
 /** Integer contents of a value when every entry is known before run time (constant axes, shapes). */
 function knownInts(w: Walk, name: string | undefined): readonly number[] | null {
   const e = intEntries(w, name);
@@ -495,6 +637,7 @@ function initView(w: Walk, node: OnnxNode, x: InitValue): InitValue | null {
   const op = node.opType;
   const view = (shape: readonly number[], source: readonly (number | null)[]): InitValue => ({ kind: 'init', name: x.name, shape, source });
   if (op === 'Identity' || ENTRYWISE.has(op)) return x;
+  if (x.expanded === true) return null;
   const rank = x.shape.length;
   if (op === 'Transpose') {
     const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => rank - 1 - i);
@@ -627,8 +770,9 @@ function handleMatMul(w: Walk, node: OnnxNode): void {
   const [an, bn] = node.inputs;
   const a = w.get(an, node);
   const b = w.get(bn, node);
-  if (b.kind !== 'init') return unsupported(w, node, `multiplies by '${bn}', which is not an initializer (activation × activation products are not supported)`);
-  if (b.shape.length !== 2) return unsupported(w, node, `multiplies by '${bn}' of rank ${b.shape.length}`);
+  if (b.kind !== 'init') return handleMatMulActs(w, node, a, b);
+  if (b.expanded === true || b.shape.length !== 2) return unsupported(w, node, `multiplies by '${bn}' of rank ${b.shape.length}`);
+  if (a.kind === 'chan' && a.heads !== undefined) return unsupported(w, node, 'multiplies attention heads by a weight');
   if (a.kind === 'init') return unsupported(w, node, 'multiplies two initializers');
   if (a.kind === 'chan' && fromEnd(a) !== -1) return unsupported(w, node, 'reads channels that are not on the last axis');
   // x @ W with W (in, out): the layout flax's Dense and Keras use.
@@ -640,6 +784,92 @@ function handleMatMul(w: Walk, node: OnnxNode): void {
   const as = a.shape;
   const shape = as === null ? null : [...as.slice(0, -1), out];
   w.set(node.outputs[0], { kind: 'chan', cls: outCls, axis: shape === null ? -1 : shape.length - 1, shape }, node);
+}
+
+/**
+ * A product of two activations (attention). A matmul contracts a's last axis with b's second to last and
+ * keeps the others: channels on both contracted axes cancel when they are one permutation (q·kᵀ), so
+ * their classes are merged and the result carries none of them; channels on one operand's kept axis pass
+ * to the result (scores·v). With heads, both operands must hold the heads on the same batch axis: q·kᵀ
+ * merges q's and k's classes (one within-head order and one head order) and leaves scores permuted only
+ * along the heads; scores·v makes v's heads move with the scores' (one head group).
+ */
+function handleMatMulActs(w: Walk, node: OnnxNode, a: Value, b: Value): void {
+  if (a.kind === 'init' || b.kind === 'init') return unsupported(w, node, 'multiplies an activation by an initializer on its left');
+  if ((a.kind === 'plain' && a.deps.length > 0) || (b.kind === 'plain' && b.deps.length > 0)) {
+    return unsupported(w, node, 'multiplies values that come from an unsupported op');
+  }
+  const [sa, sb] = [a.shape, b.shape];
+  const batch = sa === null || sb === null || sa.length < 2 || sb.length < 2 ? null : broadcastShapes([sa.slice(0, -2), sb.slice(0, -2)]);
+  const shape = batch === null ? null : [...batch, sa![sa!.length - 2], sb![sb!.length - 1]];
+  const out = (v: Value): void => w.set(node.outputs[0], v, node);
+  if (a.kind === 'plain' && b.kind === 'plain') return out({ kind: 'plain', shape, deps: [] });
+  const headsA = a.kind === 'chan' ? a.heads : undefined;
+  const headsB = b.kind === 'chan' ? b.heads : undefined;
+  if (headsA === undefined && headsB === undefined) {
+    const ea = a.kind === 'chan' ? fromEnd(a) : null;
+    const eb = b.kind === 'chan' ? fromEnd(b) : null;
+    if (a.kind === 'chan' && b.kind === 'chan' && ea === -1 && eb === -2) {
+      w.union(a.cls, b.cls, node, `(contracting '${node.inputs[0]}' with '${node.inputs[1]}')`);
+      return out({ kind: 'plain', shape, deps: [] });
+    }
+    if (a.kind === 'plain' && b.kind === 'chan' && eb === -1) return out({ kind: 'chan', cls: b.cls, axis: shape === null ? -1 : shape.length - 1, shape });
+    if (a.kind === 'chan' && b.kind === 'plain' && ea === -2) return out({ kind: 'chan', cls: a.cls, axis: shape === null ? -2 : shape.length - 2, shape });
+    return unsupported(w, node, 'multiplies two activations whose channels do not cancel or pass through');
+  }
+  if (a.kind !== 'chan' || b.kind !== 'chan' || headsA === undefined || headsB === undefined || shape === null || sa!.length !== sb!.length) {
+    return unsupported(w, node, 'multiplies attention heads by a value without the same heads');
+  }
+  const r = sa!.length;
+  const p = headsA.axis;
+  if (headsB.axis !== p || p >= r - 2 || headsA.count !== headsB.count) return unsupported(w, node, 'multiplies attention heads that do not line up');
+  if (headsA.units && headsB.units && a.axis === r - 1 && b.axis === r - 2) {
+    const cls = w.union(a.cls, b.cls, node, `(q·kᵀ of '${node.inputs[0]}' and '${node.inputs[1]}')`);
+    return out({ kind: 'chan', cls, axis: p, shape, heads: { axis: p, count: headsA.count, units: false } });
+  }
+  if (!headsA.units && headsB.units && b.axis === r - 1) {
+    w.unionHeads(a.cls, b.cls);
+    return out({ kind: 'chan', cls: b.cls, axis: r - 1, shape, heads: headsB });
+  }
+  unsupported(w, node, 'multiplies attention heads in a way the walk does not follow');
+}
+
+/**
+ * An elementwise op on attention heads: the other operands must be constant along the heads and the units
+ * (a scale 1/√d, a mask over tokens).
+ */
+function handleHeadedJoin(w: Walk, node: OnnxNode): void {
+  const named = node.inputs.filter((n) => n !== '').map((n) => ({ name: n, v: w.get(n, node) }));
+  const headed = named.filter((e) => e.v.kind === 'chan' && e.v.heads !== undefined);
+  if (headed.length !== 1) return unsupported(w, node, 'combines several values split into heads');
+  const x = headed[0].v as ChanValue;
+  const r = x.shape!.length;
+  const carried = x.heads!.units ? [x.axis, x.heads!.axis] : [x.heads!.axis];
+  for (const { name, v } of named) {
+    if (v === x) continue;
+    if (v.kind === 'chan' || (v.kind === 'plain' && v.deps.length > 0)) return unsupported(w, node, `combines attention heads with '${name}'`);
+    const s = v.shape;
+    if (s === null || s.length > r) return unsupported(w, node, `combines attention heads with '${name}' of unknown or higher rank`);
+    if (carried.some((a) => a - r + s.length >= 0 && s[a - r + s.length] !== 1)) return unsupported(w, node, `combines attention heads with '${name}', which varies along them`);
+    // Its entries meet unpermuted positions here: permuting it for another use would change this one.
+    if (v.kind === 'init') w.pinInit(v, `combined with attention heads by ${nodeLabel(node)}`);
+  }
+  w.set(node.outputs[0], { ...x, shape: broadcastShapes(named.map((e) => e.v.shape)) ?? x.shape }, node);
+}
+
+/** Ops that know values split into heads; any other op reading one is not followed. */
+function visitHeaded(w: Walk, node: OnnxNode, op: string): void {
+  const x = w.get(node.inputs[0], node);
+  if (op === 'Identity' || UNARY.has(op)) {
+    if (x.kind === 'chan' && x.heads !== undefined) return passThrough(w, node, x);
+    return unsupported(w, node, 'reads attention heads');
+  }
+  if (SHAPE_ONLY.has(op)) return handleShape(w, node);
+  if (op === 'Transpose') return handleTranspose(w, node);
+  if (op === 'Reshape') return handleReshape(w, node);
+  if (op === 'MatMul') return handleMatMul(w, node);
+  if (BINARY.has(op)) return handleHeadedJoin(w, node);
+  unsupported(w, node, 'reads attention heads, which the walk follows only through Transpose, Reshape, MatMul and elementwise ops');
 }
 
 function broadcastShapes(shapes: readonly (readonly Dim[] | null)[]): Dim[] | null {
@@ -677,10 +907,15 @@ function handleJoin(w: Walk, node: OnnxNode, concatAxis: number | null): void {
     w.pinInits(node);
     const deps = named.flatMap((x) => (x.v.kind === 'plain' ? x.v.deps : []));
     const shape = concatAxis === null ? broadcastShapes(named.map((x) => x.v.shape)) : null;
-    // Concatenated sizes (a Reshape target built from Shape pieces) stay followed.
-    const pieces = concatAxis === null ? [] : named.map((x) => intEntries(w, x.name));
-    const ints = pieces.length > 0 && pieces.every((p) => p !== null) ? pieces.flatMap((p) => p!) : undefined;
-    for (const o of node.outputs) w.set(o, { kind: 'plain', shape: ints !== undefined ? [ints.length] : shape, deps, ...(ints !== undefined ? { ints } : {}) }, node);
+    // Concatenated sizes (a Reshape target built from Shape pieces) and sizes computed from them
+    // (`E // num_heads`, `bsz * num_heads`) stay followed.
+    const pieces = named.map((x) => intEntries(w, x.name));
+    let ints: readonly IntEntry[] | undefined;
+    if (pieces.length > 0 && pieces.every((p) => p !== null)) {
+      ints = concatAxis !== null ? pieces.flatMap((p) => p!) : (intArithmetic(node.opType, pieces as (readonly IntEntry[])[]) ?? undefined);
+    }
+    const outShape = ints !== undefined && concatAxis !== null ? [ints.length] : shape;
+    for (const o of node.outputs) w.set(o, { kind: 'plain', shape: outShape, deps, ...(ints !== undefined ? { ints } : {}) }, node);
     return;
   }
   const end = fromEnd(chans[0].v);
@@ -702,7 +937,7 @@ function handleJoin(w: Walk, node: OnnxNode, concatAxis: number | null): void {
     }
     const s = v.shape;
     const k = s === null ? null : s.length + end;
-    if (k !== null && (k < 0 || s![k] === 1) && concatAxis === null) continue; // constant along the channels
+    if (k !== null && (k < 0 || s![k] === 1) && (concatAxis === null || (v.kind === 'init' && v.expanded === true))) continue; // constant along the channels
     if (v.kind === 'init') {
       if (k === null || k < 0) continue;
       w.joinInit(v, k, cls, node);
@@ -877,39 +1112,73 @@ function monoDiv(a: Mono, b: Mono): Mono | null {
   return { k: a.k / b.k, syms: rest };
 }
 
-function handleReshape(w: Walk, node: OnnxNode): void {
-  const x = w.get(node.inputs[0], node);
-  if (x.kind !== 'chan') return notChan(w, node, x, true);
-  const target = intEntries(w, node.inputs[1]);
-  if (target === null) return unsupported(w, node, 'reshapes to a shape computed at run time from values the walk does not follow');
-  if (x.shape === null) return unsupported(w, node, 'reshapes an activation of unknown rank');
-  const C = w.sizeOf(x.cls);
-  const inDims: Mono[] = x.shape.map((d, i) => (i === x.axis ? { k: C, syms: [] } : d !== null ? { k: d, syms: [] } : { k: 1, syms: [`#${i}`] }));
+/**
+ * The target of a Reshape of `inShape` as products (`inDims`: the input's dims as products, unknown ones
+ * as symbols `#i`): copies (0) and sizes taken with Shape of this very input become those dims, -1 the
+ * quotient when it can be computed.
+ */
+function reshapeTarget(w: Walk, node: OnnxNode, inDims: readonly Mono[], target: readonly IntEntry[]): Mono[] {
   const allowZero = attrInt(node, 'allowzero', 0) === 1;
-  const sizeOf = (of: string, axis: number): Dim => {
-    const v = w.values.get(of);
-    return v === undefined || v.shape === null ? null : (v.shape[axis] ?? null);
+  const dimOf = (e: DimOf, i: number, j: number): Mono => {
+    // A size taken with Shape: of this very input (a copy of one of its axes), or of another value.
+    if (e.of === node.inputs[0] && e.axis < inDims.length) return inDims[e.axis];
+    const v = w.values.get(e.of);
+    const d = v === undefined || v.shape === null ? null : (v.shape[e.axis] ?? null);
+    return d !== null ? { k: d, syms: [] } : { k: 1, syms: [`?${i}.${j}`] };
   };
   let minus = -1;
   const out: Mono[] = target.map((e, i) => {
     if (typeof e !== 'number') {
-      // A size taken with Shape: of this very input (a copy of one of its axes), or of another value.
-      if (e.of === node.inputs[0] && e.axis < inDims.length) return inDims[e.axis];
-      const d = sizeOf(e.of, e.axis);
-      return d !== null ? { k: d, syms: [] } : { k: 1, syms: [`?${i}`] };
+      const p = asProduct(e);
+      return monoMul([{ k: p.k, syms: [] }, ...p.dims.map((d, j) => dimOf(d, i, j))]);
     }
     if (e === 0 && !allowZero) return inDims[i] ?? { k: 1, syms: [`?${i}`] };
     if (e === -1) minus = i;
     return { k: e, syms: [] };
   });
   if (minus >= 0) out[minus] = monoDiv(monoMul(inDims), monoMul(out.filter((_, i) => i !== minus))) ?? { k: 1, syms: [`?${minus}`] };
-  const shape: Dim[] = out.map((m) => (m.syms.length === 0 ? m.k : null));
-  // The channel axis survives only as one whole axis of C with the same sizes before and after it.
+  return out;
+}
+
+const known = (m: Mono): number | null => (m.syms.length === 0 ? m.k : null);
+
+function handleReshape(w: Walk, node: OnnxNode): void {
+  const x = w.get(node.inputs[0], node);
+  if (x.kind !== 'chan') return notChan(w, node, x, true);
+  const target = intEntries(w, node.inputs[1]);
+  if (target === null) return unsupported(w, node, 'reshapes to a shape computed at run time from values the walk does not follow');
+  if (x.shape === null) return unsupported(w, node, 'reshapes an activation of unknown rank');
+  if (x.heads !== undefined) return mergeHeads(w, node, x, target);
+  const C = w.sizeOf(x.cls);
+  const inDims: Mono[] = x.shape.map((d, i) => (i === x.axis ? { k: C, syms: [] } : d !== null ? { k: d, syms: [] } : { k: 1, syms: [`#${i}`] }));
+  const out = reshapeTarget(w, node, inDims, target);
+  const shape: Dim[] = out.map(known);
+  // The channel axis survives only as one whole axis of C with the same sizes before and after it. The
+  // element count is the same on both sides, so known sizes after it are enough (the batch and token
+  // counts before it are often sizes of other values, taken at run time).
   const before = monoMul(inDims.slice(0, x.axis));
   const after = monoMul(inDims.slice(x.axis + 1));
+  const afterKnown = known(after);
   for (let b = 0; b < out.length; b++) {
-    if (monoEq(out[b], { k: C, syms: [] }) && monoEq(monoMul(out.slice(0, b)), before) && monoEq(monoMul(out.slice(b + 1)), after)) {
+    if (!monoEq(out[b], { k: C, syms: [] })) continue;
+    const tail = monoMul(out.slice(b + 1));
+    if ((afterKnown !== null && known(tail) === afterKnown) || (monoEq(monoMul(out.slice(0, b)), before) && monoEq(tail, after))) {
       w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: b, shape }, node);
+      return;
+    }
+  }
+  // Attention heads: the C = H·d units become an axis of d (unit i of a head) after an axis whose index
+  // mod H is the head. With the sizes after the channels known (A), axis b of d and the known sizes after
+  // it multiplying to A, and H dividing the axis before it, unit c = h·d + i lands at head index ≡ h
+  // (mod H), unit index i: flat/A = Q·(n·d) + j·d + i with H | n, so (flat/A) mod H·d = (j mod H)·d + i.
+  if (afterKnown !== null) {
+    for (let b = 1; b < out.length; b++) {
+      const d = known(out[b]);
+      if (d === null || d < 1 || d === C || C % d !== 0 || known(monoMul(out.slice(b + 1))) !== afterKnown) continue;
+      const H = C / d;
+      if (out[b - 1].k % H !== 0) continue;
+      if (!w.setHeads(x.cls, H)) return unsupported(w, node, `splits ${C} units into ${H} heads, which other nodes split into ${w.headsOf(x.cls)}`);
+      w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: b, shape, heads: { axis: b - 1, count: H, units: true } }, node);
       return;
     }
   }
@@ -917,13 +1186,38 @@ function handleReshape(w: Walk, node: OnnxNode): void {
   unsupported(w, node, typeof r === 'string' ? r : `reshapes channel axis ${x.axis} (${C} channels) of ${fmtShape(x.shape)} into ${fmtShape(shape)} in a way the walk cannot follow`);
 }
 
+/**
+ * Heads merged back into one axis of H·d units: the head axis must come just before the unit axis (heads
+ * as its minor factor) and the result hold an axis of H·d with the same known sizes after it.
+ */
+function mergeHeads(w: Walk, node: OnnxNode, x: ChanValue, target: readonly IntEntry[]): void {
+  const heads = x.heads!;
+  const shape0 = x.shape!;
+  if (!heads.units) return unsupported(w, node, 'reshapes attention scores');
+  if (heads.axis !== x.axis - 1) return unsupported(w, node, 'merges heads that are not on the axis just before their units');
+  const C = w.sizeOf(x.cls);
+  const inDims: Mono[] = shape0.map((d, i) => (d !== null ? { k: d, syms: [] } : { k: 1, syms: [`#${i}`] }));
+  const out = reshapeTarget(w, node, inDims, target);
+  const after = known(monoMul(inDims.slice(x.axis + 1)));
+  if (after === null) return unsupported(w, node, 'merges heads of an activation whose sizes after the units are not known');
+  for (let b = 0; b < out.length; b++) {
+    if (known(out[b]) === C && known(monoMul(out.slice(b + 1))) === after) {
+      w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: b, shape: out.map(known) }, node);
+      return;
+    }
+  }
+  unsupported(w, node, `reshapes ${heads.count} heads of ${shape0[x.axis]} units in ${fmtShape(shape0)} into ${fmtShape(out.map(known))} in a way the walk cannot follow`);
+}
+
 function handleTranspose(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
   if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.shape === null) return unsupported(w, node, 'transposes an activation of unknown rank');
   const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => x.shape!.length - 1 - i);
+  if (perm.length !== x.shape.length) return unsupported(w, node, `has perm ${JSON.stringify(perm)} for rank ${x.shape.length}`);
   const shape = perm.map((p) => x.shape![p] ?? null);
-  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: perm.indexOf(x.axis), shape }, node);
+  const heads = x.heads === undefined ? {} : { heads: { ...x.heads, axis: perm.indexOf(x.heads.axis) } };
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: perm.indexOf(x.axis), shape, ...heads }, node);
 }
 
 function handleSqueeze(w: Walk, node: OnnxNode, unsqueeze: boolean): void {
@@ -972,7 +1266,7 @@ function handleShape(w: Walk, node: OnnxNode): void {
   const end = clamp(attrInt(node, 'end', rank));
   const ints: IntEntry[] = [];
   for (let i = start; i < end; i++) {
-    const d = x.kind === 'chan' && i === x.axis ? w.sizeOf(x.cls) : x.shape[i];
+    const d = x.kind === 'chan' && i === x.axis && x.heads === undefined ? w.sizeOf(x.cls) : x.shape[i];
     ints.push(d ?? { of: name, axis: i });
   }
   w.set(node.outputs[0], { kind: 'plain', shape: [ints.length], deps: [], ints }, node);
@@ -1051,14 +1345,26 @@ function handleSlice(w: Walk, node: OnnxNode): void {
   if (axes === null) return unsupported(w, node, 'slices axes computed at run time');
   const norm = axes.map((a) => normAxis(a, rank));
   if (norm.some((a) => a === null)) return unsupported(w, node, `has axes ${JSON.stringify(axes)} outside rank ${rank}`);
+  if (x.heads !== undefined) return unsupported(w, node, 'slices attention heads');
   const j = norm.indexOf(x.axis);
   const C = w.sizeOf(x.cls);
+  let cls = x.cls;
+  let n = C;
   if (j >= 0) {
-    const whole = starts !== null && ends !== null && (steps === null || steps[j] === 1) && (starts[j] === 0 || starts[j] <= -C) && ends[j] >= C;
-    if (!whole) return unsupported(w, node, 'slices the channel axis (the permutation would act on a segment of it)');
+    if (starts === null || ends === null || (steps !== null && steps[j] !== 1)) return unsupported(w, node, 'slices the channel axis with bounds computed at run time or a step');
+    const at = (v: number): number => Math.min(C, Math.max(0, v < 0 ? v + C : v));
+    const [from, to] = [at(starts[j]), at(ends[j])];
+    if (from >= to) return unsupported(w, node, 'takes no channels');
+    if (from > 0 || to < C) {
+      // A segment of the channels (q, k or v of a fused projection): a class of its own, and the tensors
+      // on the channel axis are stored as parts.
+      const seg = w.segment(x.cls, from, to);
+      if (seg === null) return unsupported(w, node, `cuts channels ${from}..${to} of ${C}, across segments other nodes already cut`);
+      [cls, n] = [seg, to - from];
+    }
   }
-  const shape = x.shape.map((d, i) => (i === x.axis ? C : norm.includes(i) ? null : d));
-  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
+  const shape = x.shape.map((d, i) => (i === x.axis ? n : norm.includes(i) ? null : d));
+  w.set(node.outputs[0], { kind: 'chan', cls, axis: x.axis, shape }, node);
 }
 
 /** Split along another axis gives pieces with the same channels; along the channels, segments. */
@@ -1066,8 +1372,29 @@ function handleSplit(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
   if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.shape === null) return unsupported(w, node, 'splits an activation of unknown rank');
+  if (x.heads !== undefined) return unsupported(w, node, 'splits attention heads');
   const a = normAxis(attrInt(node, 'axis', 0), x.shape.length);
-  if (a === null || a === x.axis) return unsupported(w, node, 'splits the channel axis into segments');
+  if (a === null) return unsupported(w, node, 'splits along an axis outside the rank');
+  if (a === x.axis) {
+    // q, k, v of a fused projection: consecutive segments of the channels, each a class of its own.
+    const C = w.sizeOf(x.cls);
+    const given = node.inputs[1] !== undefined && node.inputs[1] !== '';
+    const k = node.outputs.length;
+    const sizes = given ? knownInts(w, node.inputs[1]) : (attrInts(node, 'split') ?? (C % k === 0 ? Array<number>(k).fill(C / k) : null));
+    if (sizes === null || sizes.length !== k || sizes.some((m) => m < 1) || sizes.reduce((p, m) => p + m, 0) !== C) {
+      return unsupported(w, node, 'splits the channel axis into segments of sizes the walk does not know');
+    }
+    let from = 0;
+    const parts: ChanValue[] = [];
+    for (const m of sizes) {
+      const seg = w.segment(x.cls, from, from + m);
+      if (seg === null) return unsupported(w, node, `cuts channels ${from}..${from + m} of ${C}, across segments other nodes already cut`);
+      parts.push({ kind: 'chan', cls: seg, axis: x.axis, shape: x.shape.map((d, i) => (i === a ? m : d)) });
+      from += m;
+    }
+    parts.forEach((v, i) => w.set(node.outputs[i], v, node));
+    return;
+  }
   const shape = x.shape.map((d, i) => (i === a ? null : d));
   for (const o of node.outputs) w.set(o, { kind: 'chan', cls: x.cls, axis: x.axis, shape }, node);
 }
@@ -1137,6 +1464,8 @@ function handleTile(w: Walk, node: OnnxNode): void {
  */
 function handleExpand(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
+  // A class token broadcast over the batch: its entries stay on their axes counted from the end.
+  if (x.kind === 'init') return w.set(node.outputs[0], { ...x, expanded: true }, node);
   if (x.kind !== 'chan') return notChan(w, node, x);
   if (w.sizeOf(x.cls) === 1) return passThrough(w, node, { kind: 'plain', shape: null, deps: [] });
   const target = knownInts(w, node.inputs[1]);
@@ -1180,6 +1509,11 @@ function visit(w: Walk, node: OnnxNode): void {
     // input; we do not follow them, so everything they read stays as it is.
     return unsupported(w, node, 'runs subgraphs (If/Loop/Scan bodies), which the walk does not follow');
   }
+  const reads = node.inputs.filter((n) => n !== '').map((n) => w.values.get(n));
+  if (reads.some((v) => v?.kind === 'chan' && v.heads !== undefined)) return visitHeaded(w, node, op);
+  if (reads.some((v) => v?.kind === 'init' && v.expanded === true) && !(op === 'Identity' || ENTRYWISE.has(op) || BINARY.has(op) || op === 'Concat' || op === 'Expand')) {
+    return unsupported(w, node, 'reads an initializer broadcast by Expand');
+  }
   if (op === 'Identity') {
     // Exporters alias shared weights through Identity: keep it an initializer.
     const x = w.get(node.inputs[0], node);
@@ -1189,6 +1523,11 @@ function visit(w: Walk, node: OnnxNode): void {
   if (UNARY.has(op)) {
     const x = w.get(node.inputs[0], node);
     if (x.kind === 'init') return viewOrPin(w, node, x);
+    if (x.kind === 'plain' && x.ints !== undefined && !(op === 'Cast' && INT_TYPES.has(attrInt(node, 'to', 0)))) {
+      // Followed sizes stay followed through a cast to integers only (Neg, Floor, ... change them).
+      const { ints: _dropped, ...rest } = x;
+      return passThrough(w, node, rest);
+    }
     return passThrough(w, node, x);
   }
   if (SHAPE_ONLY.has(op)) return handleShape(w, node);
@@ -1239,6 +1578,56 @@ function visit(w: Walk, node: OnnxNode): void {
   if (GLOBAL_POOL.has(op)) return handlePool(w, node, true);
   if (REDUCE.has(op)) return handleReduce(w, node);
   unsupported(w, node);
+}
+
+/**
+ * What heads and segments need before permutations are named. Every class is fixed that: joins heads of two
+ * sizes or two segmentations; is cut into segments and split into heads too (its segments would each need
+ * the heads), or cut into segments that are cut again; sits beside another segmented axis on one tensor
+ * (a tensor is stored as parts along one axis). Then, until nothing changes: the segments of a fixed class
+ * are fixed, and a head group with a fixed member is fixed whole (its head order must be the identity, and
+ * a group cannot say "within heads only").
+ */
+function settleStructure(w: Walk): void {
+  for (const c of w.conflicts) w.fix(c.cls, c.why);
+  const roots = (): number[] => Array.from({ length: w.classCount }, (_, c) => c).filter((c) => w.find(c) === c);
+  for (const r of roots()) {
+    const segs = w.segmentsOf(r);
+    if (segs === null) continue;
+    // Segments no node reads are still permuted, each on its own.
+    for (const g of segs) if (g.cls === null) w.segment(r, g.start, g.end);
+    if (w.headsOf(r) !== null) w.fix(r, 'its channels are split into heads and cut into segments');
+    if (w.segmentsOf(r)!.some((g) => w.segmentsOf(g.cls!) !== null)) w.fix(r, 'a segment of its channels is cut into segments again');
+  }
+  const segmentedOf = new Map<string, number[]>();
+  for (const [key, cls] of w.initAxes) {
+    const r = w.find(cls);
+    if (w.segmentsOf(r) === null || w.isFixed(r)) continue;
+    const tensor = key.split('\0')[0];
+    segmentedOf.set(tensor, [...(segmentedOf.get(tensor) ?? []), r]);
+  }
+  for (const [tensor, rs] of segmentedOf) {
+    if (rs.length > 1) for (const r of rs) w.fix(r, `initializer '${tensor}' has two axes cut into segments`);
+  }
+  for (let c = 0; c < w.classCount; c++) w.unionHeads(c, w.find(c));
+  for (let changed = true; changed; ) {
+    changed = false;
+    const fix = (c: number, why: string): void => {
+      if (w.isFixed(c)) return;
+      w.fix(c, why);
+      changed = true;
+    };
+    for (const r of roots()) {
+      if (!w.isFixed(r)) continue;
+      for (const g of w.segmentsOf(r) ?? []) fix(g.cls!, `a segment of a fixed channel axis (${w.fixedReason(r)})`);
+    }
+    const fixedHeads = new Map<number, number>();
+    for (const r of roots()) if (w.isFixed(r) && w.headsOf(r) !== null) fixedHeads.set(w.headRoot(r), r);
+    for (const r of roots()) {
+      const by = fixedHeads.get(w.headRoot(r));
+      if (by !== undefined && w.headsOf(r) !== null) fix(r, `shares its head order with a fixed permutation (${w.fixedReason(by)})`);
+    }
+  }
 }
 
 /**
@@ -1297,6 +1686,8 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
     followOn: p.followOn,
   }));
 
+  settleStructure(w);
+
   // Name every permutable class; make the names unique.
   const permOf = new Map<number, string>();
   const used = new Set<string>();
@@ -1313,7 +1704,8 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   // Order permutations by their first layer, so the spec reads in graph order.
   const entries = [...w.initAxes.entries()].sort((a, b) => w.find(a[1]) - w.find(b[1]));
   // A one-channel space has no permutation but the identity: it is left out (neither permuted nor listed).
-  const permutable = (cls: number): boolean => !w.isFixed(cls) && w.sizeOf(cls) > 1;
+  // A class cut into segments is permuted through its segments' classes, never as a whole.
+  const permutable = (cls: number): boolean => !w.isFixed(cls) && w.sizeOf(cls) > 1 && w.segmentsOf(cls) === null;
   for (const [, cls] of entries) if (permutable(cls)) nameFor(w.find(cls));
 
   const axes: Record<string, (string | null)[]> = Object.create(null);
@@ -1322,17 +1714,42 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
     if (isFloatDtype(info.dtype)) axes[name] = info.shape.map(() => null);
   }
   const fixedGroups = new Map<number, AxisRef[]>();
+  const fixAxis = (root: number, ref: AxisRef): void => {
+    const list = fixedGroups.get(root) ?? [];
+    list.push(ref);
+    fixedGroups.set(root, list);
+  };
+  const segmentedAxis = new Map<string, { axis: number; root: number }>();
   for (const [key, cls] of w.initAxes) {
     const [tensor, a] = key.split('\0');
     const axis = Number(a);
     const root = w.find(cls);
-    if (w.isFixed(root)) {
-      const list = fixedGroups.get(root) ?? [];
-      list.push({ tensor, axis });
-      fixedGroups.set(root, list);
-    } else if (permutable(root)) {
-      axes[tensor][axis] = nameFor(root);
-    }
+    if (w.isFixed(root)) fixAxis(root, { tensor, axis });
+    else if (w.segmentsOf(root) !== null) segmentedAxis.set(tensor, { axis, root });
+    else if (permutable(root)) axes[tensor][axis] = nameFor(root);
+  }
+  // A tensor on a segmented channel axis (the fused q|k|v weight and bias) is stored as parts, one per
+  // segment, each permuted by its segment's class on that axis (settleStructure left at most one such axis).
+  const segments: Record<string, Segmentation> = Object.create(null);
+  const taken = new Set(model.initializerNames);
+  for (const [tensor, { axis, root }] of segmentedAxis) {
+    const segs = w.segmentsOf(root)!;
+    const parts = segs.map((_, k) => {
+      let part = `${tensor}#${k}`;
+      while (taken.has(part)) part += '#';
+      taken.add(part);
+      return part;
+    });
+    const sizes = segs.map((g) => g.end - g.start);
+    segments[tensor] = sizes.every((m) => m === sizes[0]) ? { axis, parts } : { axis, parts, sizes };
+    segs.forEach((g, k) => {
+      const row = [...axes[tensor]];
+      const cls = w.find(g.cls!);
+      row[axis] = permutable(cls) ? nameFor(cls) : null;
+      if (w.isFixed(cls)) fixAxis(cls, { tensor: parts[k], axis });
+      axes[parts[k]] = row;
+    });
+    delete axes[tensor];
   }
 
   const taps: Record<string, OnnxTap> = Object.create(null);
@@ -1356,5 +1773,21 @@ export function specFromOnnx(model: OnnxModel, options: OnnxSpecOptions = {}): O
   const firstRoot = (t: string): number => Math.min(last, ...axes[t].map((p) => (p === null ? last : rootOfName.get(p)!)));
   const ordered: Record<string, (string | null)[]> = Object.create(null);
   for (const t of Object.keys(axes).sort((a, b) => firstRoot(a) - firstRoot(b))) ordered[t] = axes[t];
-  return { spec: specFromAxes(ordered), taps, fixed, unsupported };
+  // Head groups: the permutations of classes split into heads, grouped by the head order they share.
+  const inSpec = new Set(Object.values(ordered).flatMap((row) => row.filter((p): p is string => p !== null)));
+  const byHeadRoot = new Map<number, number[]>();
+  for (const root of [...permOf.keys()].sort((a, b) => a - b)) {
+    if (w.headsOf(root) === null || !inSpec.has(permOf.get(root)!)) continue;
+    const hr = w.headRoot(root);
+    byHeadRoot.set(hr, [...(byHeadRoot.get(hr) ?? []), root]);
+  }
+  const heads: Record<string, HeadGroup> = Object.create(null);
+  for (const members of byHeadRoot.values()) {
+    const first = permOf.get(members[0])!;
+    const base = /\[\d+:\d+\]$/.test(first) ? first.replace(/\[\d+:\d+\]$/, '') : first.includes('.') ? first.slice(0, first.lastIndexOf('.')) : first;
+    let group = `${base}.heads`;
+    for (let k = 2; Object.hasOwn(heads, group); k++) group = `${base}.heads#${k}`;
+    heads[group] = { count: w.headsOf(members[0])!, perms: members.map((r) => permOf.get(r)!) };
+  }
+  return { spec: specFromAxes(ordered, heads, segments), taps, fixed, unsupported };
 }
