@@ -1,9 +1,16 @@
 /**
  * A ModelRunner for any ONNX classifier, on an ONNX Runtime module passed in (onnxruntime-node from
  * onnx-runner.ts, onnxruntime-web in the browser page); this file imports no Node module. The model's float initializers become
- * graph inputs (initializersToInputs), so ONE inference session evaluates every parameter set — model A,
- * model B, each interpolated α — by feeding the weights alongside the data batch; nothing is re-exported or
- * re-loaded per α, and the model file on disk is never touched.
+ * graph inputs (initializersToInputs), so ONE inference session gives outputs and activations for every
+ * parameter set — model A, model B, each interpolated α — by feeding the weights alongside the data batch;
+ * the model file on disk is never touched.
+ *
+ * evaluate() is the exception: a pass over a whole dataset runs on a session of its own, built for that one
+ * parameter set with the weights as constant initializers (withInitializers) and released at the end of the
+ * pass. ONNX Runtime rewrites and pre-packs only constant weights (blocked-layout convolution kernels, packed
+ * GEMM operands); weights fed as inputs are re-read in the plain layout on every run. Building the session
+ * costs about one batch of a conv net, and the pass then runs much faster (BENCHMARKS.md, "Evaluation
+ * speed"). The numbers are the same to float rounding: only the order of the sums inside a kernel differs.
  *
  * Activations ("taps") are intermediate values added as extra graph outputs. They are added to the same
  * session up front rather than to a second, lazily built one: ONNX Runtime computes only what the requested
@@ -14,11 +21,11 @@
 import type * as OrtCommon from 'onnxruntime-common';
 import { InputError } from '../errors.js';
 import { floatToHalfBits, decodeF16Bits } from '../io/dtype.js';
-import { type OnnxDim, type OnnxDtype, type OnnxModel, initializersToInputs, serializeOnnx } from '../io/onnx.js';
-import type { Params } from '../tensor.js';
+import { type OnnxDim, type OnnxDtype, type OnnxModel, initializersToInputs, serializeOnnx, withInitializers } from '../io/onnx.js';
+import type { Params, Tensor } from '../tensor.js';
 import { shapeToString } from '../tensor.js';
 import type { Evaluation } from '../measure/barrier.js';
-import type { LabelledData, ModelRunner, ProbeBatch, UnitActivations } from '../measure/runner.js';
+import type { BatchProgress, LabelledData, ModelRunner, ProbeBatch, UnitActivations } from '../measure/runner.js';
 import { crossEntropy } from '../model/mlp.js';
 
 export interface OnnxTap {
@@ -43,6 +50,11 @@ export interface OnnxRunnerOptions {
   taps?: Record<string, OnnxTap>;
   /** ONNX Runtime intra-op threads (default: ONNX Runtime's own choice). */
   threads?: number;
+  /**
+   * evaluate() on a session built with the weights as constants (default true; see the top of this file).
+   * false evaluates on the one weight-fed session, as outputs() does.
+   */
+  constantWeights?: boolean;
 }
 
 export interface OnnxRunner extends ModelRunner {
@@ -226,8 +238,8 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
   // Reused buffers: converted weights live in WeightInput.buffer; converted or padded input batches here.
   let inputBuffer: Float32Array | Float64Array | Uint16Array | null = null;
 
-  function weightFeeds(params: Params): Record<string, OrtCommon.Tensor> {
-    const feeds: Record<string, OrtCommon.Tensor> = Object.create(null);
+  /** Every weight present in `params` with its graph shape; a clear InputError otherwise. */
+  function checkWeights(params: Params): void {
     const missing = weights.filter((w) => params[w.name] === undefined).map((w) => w.name);
     if (missing.length > 0) {
       const names = missing.slice(0, 5).map((n) => `'${n}'`).join(', ') + (missing.length > 5 ? `, … (${missing.length} in all)` : '');
@@ -238,6 +250,14 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
       if (t.data.length !== w.size || t.shape.length !== w.shape.length || t.shape.some((d, i) => d !== w.shape[i])) {
         throw new InputError(`${label}: weight '${w.name}' has shape ${shapeToString(w.shape)}, the parameters give ${shapeToString(t.shape)}`);
       }
+    }
+  }
+
+  function weightFeeds(params: Params): Record<string, OrtCommon.Tensor> {
+    checkWeights(params);
+    const feeds: Record<string, OrtCommon.Tensor> = Object.create(null);
+    for (const w of weights) {
+      const t = params[w.name];
       if (w.type === 'float32') {
         // Wrapped, not copied: ONNX Runtime reads the caller's array and never writes to inputs.
         feeds[w.name] = new ort.Tensor('float32', t.data, w.shape);
@@ -282,21 +302,40 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
     return run;
   }
 
-  /** Runs the model over `data` in batches, calling `each` with the fetched outputs of each batch. */
+  function liveSession(): OrtCommon.InferenceSession {
+    if (session === null) throw new Error('this ONNX runner has been disposed');
+    return session;
+  }
+
+  /** Runs `s` over `data` in batches (with `feeds` besides the data), calling `each` with each batch's fetches. */
   async function forEachBatch(
-    params: Params,
+    s: OrtCommon.InferenceSession,
+    feeds: Record<string, OrtCommon.Tensor>,
     data: ProbeBatch,
     fetches: string[],
     each: (out: Record<string, OrtCommon.Tensor>, start: number, n: number) => void,
   ): Promise<void> {
-    const s = session;
-    if (s === null) throw new Error('this ONNX runner has been disposed');
     const shape = exampleShape(data);
-    const feeds = weightFeeds(params);
     for (let start = 0; start < data.count; start += batchSize) {
       const n = Math.min(batchSize, data.count - start);
       feeds[input] = inputTensor(data, shape, start, n);
       each(await s.run(feeds, fetches), start, n);
+    }
+  }
+
+  /**
+   * A session of the original graph with `params`' weights stored in it as constants (see the top of this
+   * file); the caller releases it. Non-weight entries of `params` are ignored, as the fed session ignores them.
+   */
+  async function constantWeightSession(params: Params): Promise<OrtCommon.InferenceSession> {
+    checkWeights(params);
+    const values: Record<string, Tensor> = Object.create(null);
+    for (const w of weights) values[w.name] = params[w.name];
+    const baked = serializeOnnx(withInitializers(model, values));
+    try {
+      return await ort.InferenceSession.create(baked, sessionOptions);
+    } catch (e) {
+      throw new InputError(`${label}: ONNX Runtime cannot load the model with these weights (${(e as Error).message.split('\n')[0]})`);
     }
   }
 
@@ -311,22 +350,29 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
   return {
     inputShape,
 
-    evaluate(params: Params, data: LabelledData): Promise<Evaluation> {
+    evaluate(params: Params, data: LabelledData, onBatch?: BatchProgress): Promise<Evaluation> {
       return exclusive(async () => {
+        const fed = liveSession();
+        const own = options.constantWeights === false || data.count === 0 ? null : await constantWeightSession(params);
         let loss = 0;
         let correct = 0;
-        await forEachBatch(params, data, [output], (out, start, n) => {
-          const { logits, classes } = logitsOf(out[output], n);
-          const labels = data.labels.subarray(start, start + n);
-          for (let i = 0; i < n; i++) {
-            if (!(labels[i] >= 0 && labels[i] < classes)) {
-              throw new InputError(`${label}: label ${labels[i]} of example ${start + i} is out of range for ${classes} classes`);
+        try {
+          await forEachBatch(own ?? fed, own ? Object.create(null) : weightFeeds(params), data, [output], (out, start, n) => {
+            const { logits, classes } = logitsOf(out[output], n);
+            const labels = data.labels.subarray(start, start + n);
+            for (let i = 0; i < n; i++) {
+              if (!(labels[i] >= 0 && labels[i] < classes)) {
+                throw new InputError(`${label}: label ${labels[i]} of example ${start + i} is out of range for ${classes} classes`);
+              }
             }
-          }
-          const ce = crossEntropy(logits, labels, n, classes);
-          loss += ce.loss * n;
-          correct += ce.correct;
-        });
+            const ce = crossEntropy(logits, labels, n, classes);
+            loss += ce.loss * n;
+            correct += ce.correct;
+            onBatch?.(start + n, data.count);
+          });
+        } finally {
+          await own?.release();
+        }
         return data.count === 0 ? { loss: NaN, accuracy: NaN } : { loss: loss / data.count, accuracy: correct / data.count };
       });
     },
@@ -334,7 +380,7 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
     outputs(params: Params, probe: ProbeBatch): Promise<Float32Array> {
       return exclusive(async () => {
         let result: Float32Array | null = null;
-        await forEachBatch(params, probe, [output], (out, start, n) => {
+        await forEachBatch(liveSession(), weightFeeds(params), probe, [output], (out, start, n) => {
           const { logits, classes } = logitsOf(out[output], n);
           result ??= new Float32Array(probe.count * classes);
           result.set(logits, start * classes);
@@ -348,7 +394,7 @@ export async function createOnnxRunnerWith(ort: OrtModule, model: OnnxModel, opt
       return exclusive(async () => {
         const values = [...new Set(taps.map(([, t]) => t.value))];
         const result: Record<string, UnitActivations & { rows: number }> = Object.create(null);
-        await forEachBatch(params, probe, values, (out, start, n) => {
+        await forEachBatch(liveSession(), weightFeeds(params), probe, values, (out, start, n) => {
           for (const [perm, tap] of taps) {
             const t = out[tap.value];
             const dims = t.dims.map(Number);

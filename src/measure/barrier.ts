@@ -10,6 +10,7 @@ import type { Params, Tensor } from '../tensor.js';
 import { lerp } from '../tensor.js';
 import { InputError } from '../errors.js';
 import { THRESHOLDS } from './checks.js';
+import type { BatchProgress } from './runner.js';
 
 export interface Evaluation {
   loss: number;
@@ -43,20 +44,42 @@ export function interpolate(a: Params, b: Params, alpha: number): Record<string,
   return out;
 }
 
+/** Evaluations already made of a path's endpoints (the same param objects): the sweep does not redo them. */
+export interface KnownEndpoints {
+  /** L and accuracy of `a` itself (α = 0). */
+  a?: Evaluation;
+  /** L and accuracy of `b` itself (α = 1). */
+  b?: Evaluation;
+}
+
+/**
+ * The curve L(θ(α)) for α = 0, 1/K, ..., 1. `onProgress` hears of progress in passes over the data
+ * (`done` of `total`, fractional within a pass when `evaluate` reports its batches); endpoints given in
+ * `known` are taken as they are and are not passes.
+ */
 export async function sweep(
   a: Params,
   b: Params,
   points: number,
-  evaluate: (params: Params, alpha: number) => Promise<Evaluation>,
-  onPoint?: (i: number, total: number) => void,
+  evaluate: (params: Params, alpha: number, onBatch?: BatchProgress) => Promise<Evaluation>,
+  onProgress?: (done: number, total: number) => void,
+  known: KnownEndpoints = {},
 ): Promise<CurvePoint[]> {
   const curve: CurvePoint[] = [];
   const grid = alphaGrid(points);
-  for (let i = 0; i < grid.length; i++) {
-    const alpha = grid[i];
-    // The endpoints are evaluated on the exact inputs, not on a lerp that only rounds to them.
-    const params = alpha === 0 ? a : alpha === 1 ? b : interpolate(a, b, alpha);
-    const e = await evaluate(params, alpha);
+  const given = (alpha: number): Evaluation | undefined => (alpha === 0 ? known.a : alpha === 1 ? known.b : undefined);
+  const passes = grid.filter((alpha) => given(alpha) === undefined).length;
+  let done = 0;
+  for (const alpha of grid) {
+    let e = given(alpha);
+    if (e === undefined) {
+      // The endpoints are evaluated on the exact inputs, not on a lerp that only rounds to them.
+      const params = alpha === 0 ? a : alpha === 1 ? b : interpolate(a, b, alpha);
+      const pass = done;
+      e = await evaluate(params, alpha, (n, total) => onProgress?.(pass + (total > 0 ? Math.min(1, n / total) : 0), passes));
+      done++;
+      onProgress?.(done, passes);
+    }
     if (!Number.isFinite(e.loss) || !Number.isFinite(e.accuracy)) {
       // A barrier computed from NaN would read as "no barrier": stop instead.
       throw new InputError(
@@ -64,7 +87,6 @@ export async function sweep(
       );
     }
     curve.push({ alpha, loss: e.loss, accuracy: e.accuracy });
-    onPoint?.(i + 1, grid.length);
   }
   return curve;
 }

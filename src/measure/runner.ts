@@ -26,9 +26,12 @@ export interface UnitActivations {
   rows?: number;
 }
 
+/** Called after each batch of a pass over the data: `done` of `total` examples evaluated so far. */
+export type BatchProgress = (done: number, total: number) => void;
+
 export interface ModelRunner {
-  /** Mean loss and accuracy of `params` on `data`. */
-  evaluate(params: Params, data: LabelledData): Promise<Evaluation>;
+  /** Mean loss and accuracy of `params` on `data`; `onBatch`, when given, hears of each batch as it ends. */
+  evaluate(params: Params, data: LabelledData, onBatch?: BatchProgress): Promise<Evaluation>;
   /** Raw outputs (e.g. logits) on a probe batch, flattened. */
   outputs(params: Params, probe: ProbeBatch): Promise<Float32Array>;
   /** Activations of the units each permutation acts on, keyed by permutation name. */
