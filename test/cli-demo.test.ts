@@ -21,8 +21,8 @@ test('rebasin demo prints the three reports, every check passes, weight matching
   assert.equal((r.stdout.match(/PASS {4}permutation invariance/g) ?? []).length, 3);
   assert.match(r.stdout, /PASS {4}align-to-self/);
   assert.match(r.stdout, /verdict: barrier collapsed/);
-  // stderr is not a TTY here: no progress output.
-  assert.equal(r.stderr, '');
+  // stderr is not a TTY here: nothing but plain progress lines (one every few seconds, none in a short run).
+  assert.equal(r.stderr.replace(/^.+: \d+\/\d+, \d+%, \d+ s\n/gm, ''), '');
   assert.ok(Date.now() - t0 < 30_000);
 });
 

@@ -239,9 +239,15 @@ export function mergeCommand(globals: () => GlobalOptions): Command {
           const runner = await resolveRunner(models[0], spec, engine);
           try {
             evaluation = [];
-            for (const m of models) evaluation.push({ label: m.path, ...(await runner.evaluate(m.params, evalData)) });
-            evaluation.push({ label: flags.repair ? 'merged (before repair)' : 'merged', ...(await runner.evaluate(plain, evalData)) });
-            if (flags.repair) evaluation.push({ label: 'merged + repair', ...(await runner.evaluate(merged, evalData)) });
+            const passes = models.length + (flags.repair ? 2 : 1);
+            const evaluate = async (params: typeof plain) => {
+              const pass = evaluation?.length ?? 0;
+              return runner.evaluate(params, evalData, (n, total) => ctx.progress.update('evaluating (passes)', pass + n / total, passes));
+            };
+            for (const m of models) evaluation.push({ label: m.path, ...(await evaluate(m.params)) });
+            evaluation.push({ label: flags.repair ? 'merged (before repair)' : 'merged', ...(await evaluate(plain)) });
+            if (flags.repair) evaluation.push({ label: 'merged + repair', ...(await evaluate(merged)) });
+            ctx.progress.done();
             // The model as written against its parents: a chance-level merge must not pass in silence.
             warning = mergeWarning({
               parents: evaluation.slice(0, models.length),

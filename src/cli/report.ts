@@ -96,7 +96,7 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
   const normalisation = normalisationOf(Object.keys(models[0].params), models[0].onnx);
   try {
     if (!align) {
-      const curve = await sweep(models[0].params, models[1].params, flags.points, (p) => runner.evaluate(p, evalData), (i, n) => ctx.progress.update('interpolating', i, n));
+      const curve = await sweep(models[0].params, models[1].params, flags.points, (p, _alpha, onBatch) => runner.evaluate(p, evalData, onBatch), (i, n) => ctx.progress.update('interpolating', i, n));
       ctx.progress.done();
       return { ctx, data, spec, curve, report: null, repairedCurve: await repaired(models[1].params), repairMode, inputs };
     }
