@@ -41,7 +41,12 @@ export interface ResolveSpecOptions {
    * graph itself (Constant nodes) must then be equal too, as only initializers are averaged.
    */
   averages?: boolean;
+  /** Attention heads per block, for transformer state dicts (a state dict does not store it). */
+  heads?: number;
 }
+
+/** `--spec transformer:H` names the heads in the choice itself; `transformer` alone leaves them to options. */
+const TRANSFORMER_CHOICE = /^transformer(?::(\d+))?$/;
 
 /**
  * Every ONNX model's graph must be the first one's (io/onnx-compare.ts): the spec is derived from one graph
@@ -54,7 +59,7 @@ export function assertSameGraphs(models: readonly ModelFile[], options: { averag
 }
 
 /**
- * --spec auto|mlp|resnet|vgg|FILE, validated against every model. ONNX models are first compared with the
+ * --spec auto|mlp|resnet|vgg|transformer[:H]|FILE, validated against every model. ONNX models are first compared with the
  * first one (assertSameGraphs); a spec derived from the graph is derived from each model's and must agree.
  */
 export function resolveSpec(choice: string, models: readonly ModelFile[], options: ResolveSpecOptions = {}): ResolvedSpec {
@@ -75,9 +80,13 @@ export function resolveSpec(choice: string, models: readonly ModelFile[], option
       }
       resolved = { spec, taps, fixed, unsupported, source: 'onnx graph', files: [] };
     } else {
-      const { kind, spec } = autoSpec(first.params);
+      const { kind, spec } = autoSpec(first.params, { heads: options.heads });
       resolved = { spec, source: kind, files: [] };
     }
+  } else if (TRANSFORMER_CHOICE.test(choice)) {
+    const given = TRANSFORMER_CHOICE.exec(choice)![1];
+    const heads = given === undefined ? options.heads : Number(given);
+    resolved = { spec: builtinSpec('transformer', first.params, { heads }), source: 'transformer', files: [] };
   } else if ((BUILTIN_KINDS as readonly string[]).includes(choice)) {
     resolved = { spec: builtinSpec(choice as BuiltinKind, first.params), source: choice, files: [] };
   } else {

@@ -9,6 +9,7 @@ import type { WeightLayout } from './mlp.js';
 import { specFromAxes, type PermutationSpec } from './spec.js';
 import { isIgnorable, resnetSpec } from './resnet.js';
 import { vggSpec } from './vgg.js';
+import { detectTransformer, transformerSpec, type TransformerOptions } from './transformer.js';
 
 /** Compare names with their digit runs as numbers, so 'fc2' < 'fc10' and 'layers.4' < 'layers.10'. */
 export function naturalCompare(a: string, b: string): number {
@@ -117,13 +118,18 @@ export function inferMlpSpec(params: Params): PermutationSpec {
   return inferMlp(params).spec;
 }
 
-export type BuiltinKind = 'resnet' | 'vgg' | 'mlp';
+export type BuiltinKind = 'resnet' | 'vgg' | 'mlp' | 'transformer';
 
-export const BUILTIN_KINDS: readonly BuiltinKind[] = ['resnet', 'vgg', 'mlp'];
+export const BUILTIN_KINDS: readonly BuiltinKind[] = ['resnet', 'vgg', 'mlp', 'transformer'];
+
+/** Options some built-in layouts need because a state dict does not hold them (a transformer's heads). */
+export type BuiltinOptions = TransformerOptions;
 
 /** The built-in spec of the named kind. */
-export function builtinSpec(kind: BuiltinKind, params: Params): PermutationSpec {
+export function builtinSpec(kind: BuiltinKind, params: Params, options: BuiltinOptions = {}): PermutationSpec {
   switch (kind) {
+    case 'transformer':
+      return transformerSpec(params, options);
     case 'resnet':
       return resnetSpec(params);
     case 'vgg':
@@ -135,11 +141,15 @@ export function builtinSpec(kind: BuiltinKind, params: Params): PermutationSpec 
 
 /**
  * Try the built-in layouts (resnet, vgg, mlp) in turn and return the first that fits. Each builder
- * checks names, shapes and that it accounts for every tensor, so at most one normally fits.
+ * checks names, shapes and that it accounts for every tensor, so at most one normally fits. Names of a
+ * transformer family go to the transformer builder alone, so its refusal (e.g. no heads given) is the
+ * message, not one item in a list of layouts that never could fit.
  */
-export function autoSpec(params: Params): { kind: BuiltinKind; spec: PermutationSpec } {
+export function autoSpec(params: Params, options: BuiltinOptions = {}): { kind: BuiltinKind; spec: PermutationSpec } {
+  if (detectTransformer(params) !== null) return { kind: 'transformer', spec: transformerSpec(params, options) };
   const failures: string[] = [];
   for (const kind of BUILTIN_KINDS) {
+    if (kind === 'transformer') continue;
     try {
       return { kind, spec: builtinSpec(kind, params) };
     } catch (e) {
