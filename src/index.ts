@@ -1,39 +1,22 @@
-/** rebasin's library entry point (Node). Browser code imports the core modules directly. */
-export * from './tensor.js';
-export * from './errors.js';
-export * from './random.js';
-export * from './permute.js';
-export * from './spec/spec.js';
-export * from './spec/mlp.js';
-export { resnetSpec } from './spec/resnet.js';
-export { vggSpec } from './spec/vgg.js';
-export { autoSpec, inferMlp, inferMlpSpec, builtinSpec } from './spec/auto.js';
-export { specToJson, specFromJson } from './spec/json.js';
-export { formatSpecTable } from './spec/table.js';
-export { solveAssignment, type AssignmentResult, type AssignmentOptions } from './match/lap.js';
-export * from './match/weight-matching.js';
-export { paramsSource, shapeStubs, type ParamSource } from './match/param-source.js';
+/**
+ * rebasin's Node entry (`rebasin`): everything of the browser-safe core (core.ts) plus files (models,
+ * datasets, streamed reading and writing for models larger than memory) and ONNX Runtime for Node, which is
+ * loaded only when a function that runs it is first called (runtime-node.ts). Internals stay importable by
+ * their paths under dist/src for tests and benchmarks, but are not part of the API.
+ */
+export * from './core.js';
+
+// Models on disk: read whole, or tensor by tensor for models larger than memory.
+export { readSafetensorsFile, writeSafetensorsFile } from './io/safetensors-fs.js';
+export { readOnnxFile, writeOnnxFile, type OnnxFile, type WriteOnnxOptions } from './io/onnx-file.js';
+export { readTorchCheckpointFile } from './io/torch-checkpoint-fs.js';
 export { openSafetensorsSource, type SafetensorsSource, type SafetensorsSourceOptions } from './match/param-source-fs.js';
 export { openOnnxSource, type OnnxSource, type OnnxSourceOptions } from './match/param-source-onnx.js';
 export { writePermutedSafetensors } from './io/safetensors-stream.js';
 export { writePermutedOnnx } from './io/onnx-stream.js';
-export * from './match/activation-matching.js';
-export * from './engine/matmul.js';
-export { createOrtMatmul, defaultMatmul } from './engine/ort-matmul.js';
-export * from './measure/barrier.js';
-export * from './measure/checks.js';
-export * from './measure/runner.js';
-export * from './measure/alignment-report.js';
-export { formatReport } from './report/text.js';
-export * from './io/safetensors.js';
-export * from './io/safetensors-fs.js';
-export { parseOnnx, serializeOnnx, onnxParams, withInitializers, initializersToInputs, type OnnxModel } from './io/onnx.js';
-export { readOnnxFile, writeOnnxFile } from './io/onnx-file.js';
-export { trainMlp } from './train/mlp-trainer.js';
-export { mergeMany, averageParams } from './merge/merge-many.js';
-export { repairMerged, type RepairLayer } from './merge/repair.js';
-export { resetBatchNormStats } from './merge/batchnorm.js';
-export { specFromOnnx } from './spec/onnx-graph.js';
-export { createOnnxRunner } from './engine/onnx-runner.js';
-export { renderHtmlReport } from './report/html.js';
-export { runDemo } from './demo.js';
+
+// Datasets on disk: 'fashion-mnist', 'synthetic:N', IDX folders and pairs, .npz, x.npy,y.npy.
+export { loadDataset, loadIdxPair, loadNpzDataset, loadNpyPair, loadFashionMnist, type LoadDatasetOptions } from './data/load.js';
+
+// ONNX Runtime for Node, loaded lazily.
+export { createOrtMatmul, defaultMatmul, createOnnxRunner } from './runtime-node.js';

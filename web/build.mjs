@@ -21,28 +21,15 @@ export const ORT_FILES = ['ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.
 export const EXAMPLE_FILES = ['mlp_a.onnx', 'mlp_b.onnx', 'fmnist_test256-images-idx3-ubyte.gz', 'fmnist_test256-labels-idx1-ubyte.gz'];
 
 /**
- * src/data/load.ts imports node:fs and node:path for its file readers; the page uses only its pure builders
- * (idxToDataset, arraysToDataset). These stand-ins satisfy the imports and fail loudly if ever called.
+ * The page imports the library through its browser-safe entry (src/core.ts), so nothing it bundles may
+ * import Node's modules or onnxruntime-node: such an import fails the build naming the module that made it,
+ * rather than being stubbed and failing at run time.
  */
-const NODE_STUBS = {
-  'node:fs': ['closeSync', 'existsSync', 'fstatSync', 'openSync', 'readFileSync', 'readSync', 'readdirSync', 'realpathSync', 'statSync', 'writeFileSync', 'renameSync', 'unlinkSync', 'mkdirSync'],
-  'node:path': ['basename', 'dirname', 'extname', 'isAbsolute', 'join', 'relative', 'resolve'],
-};
-
-const nodeStubs = {
-  name: 'node-stubs',
+const browserOnly = {
+  name: 'browser-only',
   setup(b) {
-    b.onResolve({ filter: /^node:/ }, (args) => {
-      if (!(args.path in NODE_STUBS)) return { errors: [{ text: `${args.path} (imported by ${args.importer}) has no browser stand-in` }] };
-      return { path: args.path, namespace: 'node-stub' };
-    });
-    b.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => ({
-      contents: NODE_STUBS[args.path]
-        .map((n) => `export function ${n}() { throw new Error('${args.path}.${n} is not available in the browser'); }`)
-        .join('\n') + (args.path === 'node:path' ? "\nexport const sep = '/';" : '') +
-        // regular-file.ts reads open flags at load time: an empty table (the functions using it throw anyway).
-        (args.path === 'node:fs' ? '\nexport const constants = {};' : ''),
-      loader: 'js',
+    b.onResolve({ filter: /^(node:|onnxruntime-node$)/ }, (args) => ({
+      errors: [{ text: `${args.path} (imported by ${args.importer}) cannot run in the browser: the page must use rebasin's browser-safe entry (src/core.ts)` }],
     }));
   },
 };
@@ -64,7 +51,7 @@ export async function buildWeb(outdir = join(here, 'dist'), { minify = true } = 
     sourcemap: 'linked',
     legalComments: 'none',
     logLevel: 'warning',
-    plugins: [nodeStubs],
+    plugins: [browserOnly],
     absWorkingDir: root,
   });
   const require = createRequire(import.meta.url);

@@ -3,13 +3,24 @@
  * an images + labels pair of IDX files (gzipped or not), a .npz archive, or an inputs + labels pair of .npy
  * files; or the built-in three-cluster task. A pair may be dropped in either order: the labels are the 1-D one.
  */
-import { InputError } from '../../src/errors.js';
-import { limitDataset, type Dataset } from '../../src/data/dataset.js';
-import { isGzip, isIdx, parseIdx, type IdxArray } from '../../src/data/idx.js';
-import { isNpy, isZip, npzKeys, parseNpy, parseNpz, type NpyArray } from '../../src/data/npy.js';
-import { threeClusters } from '../../src/data/synthetic.js';
-// Only the pure builders of load.ts are used; its file readers are never called here (the bundle stubs node:fs).
-import { arraysToDataset, idxToDataset } from '../../src/data/load.js';
+import {
+  InputError,
+  limitDataset,
+  isGzip,
+  isIdx,
+  parseIdx,
+  isNpy,
+  isZip,
+  npzKeys,
+  parseNpy,
+  parseNpz,
+  threeClusters,
+  arraysToDataset,
+  idxToDataset,
+  type Dataset,
+  type IdxArray,
+  type NpyArray,
+} from '../../src/core.js';
 
 export interface NamedBytes {
   name: string;

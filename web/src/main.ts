@@ -3,9 +3,9 @@
  * arrives so a bad one gets a readable message at once, hands the run to the worker, draws its progress,
  * and shows the report (the HTML report of src/report/html.ts in a script-less frame) with the downloads.
  */
-import { InputError, isInputError } from '../../src/errors.js';
+import { InputError, isInputError, type AlignmentReport } from '../../src/core.js';
+// The CLI's number format (an internal), so the page prints figures as the terminal report does.
 import { formatNumber } from '../../src/measure/checks.js';
-import type { AlignmentReport } from '../../src/measure/alignment-report.js';
 import { loadModel, loadData, DEFAULTS, type NamedBytes } from './pipeline.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 

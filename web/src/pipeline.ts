@@ -4,21 +4,33 @@
  * numbers for the same inputs and seed. The ONNX Runtime module is passed in (onnxruntime-web in the page's
  * worker; onnxruntime-node works as well), and nothing here touches files or the network.
  */
-import { InputError } from '../../src/errors.js';
-import { onnxParams, parseOnnx, serializeOnnx, withInitializers, type OnnxModel } from '../../src/io/onnx.js';
-import type { Params } from '../../src/tensor.js';
-import { specFromOnnx } from '../../src/spec/onnx-graph.js';
-import { assertSameOnnxGraph } from '../../src/io/onnx-compare.js';
-import { validateSpec } from '../../src/spec/spec.js';
-import { applyPermutation } from '../../src/permute.js';
-import { interpolate } from '../../src/measure/barrier.js';
+import {
+  InputError,
+  onnxParams,
+  parseOnnx,
+  serializeOnnx,
+  withInitializers,
+  specFromOnnx,
+  assertSameOnnxGraph,
+  validateSpec,
+  applyPermutation,
+  interpolate,
+  alignmentReport,
+  reportToJson,
+  renderHtmlReport,
+  createOnnxRunnerWith,
+  createOrtMatmulWith,
+  sliceDataset,
+  type OnnxModel,
+  type Params,
+  type AlignMethod,
+  type AlignmentReport,
+  type OrtModule,
+  type Dataset,
+} from '../../src/core.js';
+// Two internals of the CLI's report, used so the page's JSON and hint match it exactly.
 import { normalisationOf } from '../../src/measure/advice.js';
 import { jsonDocument } from '../../src/report/json.js';
-import { alignmentReport, reportToJson, type AlignMethod, type AlignmentReport } from '../../src/measure/alignment-report.js';
-import { renderHtmlReport } from '../../src/report/html.js';
-import { createOnnxRunnerWith, type OrtModule } from '../../src/engine/onnx-runner-core.js';
-import { createOrtMatmulWith } from '../../src/engine/ort-matmul-core.js';
-import { sliceDataset, type Dataset } from '../../src/data/dataset.js';
 import { datasetFromFiles, syntheticDataset, type NamedBytes } from './data-files.js';
 
 export type { NamedBytes } from './data-files.js';

@@ -4,7 +4,7 @@
  * The runtime's files are served beside this script (ort/), never fetched from a CDN.
  */
 import * as ort from 'onnxruntime-web/wasm';
-import { isInputError } from '../../src/errors.js';
+import { isInputError } from '../../src/core.js';
 import { runAlignment, type RunOptions } from './pipeline.js';
 import type { FromWorker, ToWorker, FilePayload } from './protocol.js';
 
