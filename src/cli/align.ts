@@ -6,7 +6,7 @@ import { plural } from '../measure/checks.js';
 import { jsonDocument } from '../report/json.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
 import { assertModelName, modelOutputs, readModels, sniffModelFormat, writeModelLike, type ModelFile } from './model-file.js';
-import { dataFiles, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
+import { dataFiles, exportMappingNote, partialSpecNote, resolveSpec, specPermutesNothing, type ResolvedSpec } from './resolve.js';
 import { assertSameFunction, assertSameFunctionStreamed, type FunctionCheckSummary } from './function-check.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
@@ -52,6 +52,8 @@ interface AlignOutcome extends MatchOutcome {
 function announceSpec(ctx: Context, spec: ResolvedSpec, a: string, b: string): boolean {
   const note = partialSpecNote(spec, a);
   if (note !== null) ctx.warn(note);
+  const mapping = exportMappingNote(spec);
+  if (mapping !== null) ctx.info(mapping);
   const nothing = specPermutesNothing(spec);
   if (nothing) ctx.warn(`the spec (${spec.source}) permutes nothing: every channel space is fixed, so the output is ${b} unchanged`);
   return nothing;

@@ -17,7 +17,9 @@ import type { Dataset } from '../data/dataset.js';
 import { validateDataset, type DataExpectation } from '../data/validate.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
-import { readText, type ModelFile } from './model-file.js';
+import { readModel, readText, type ModelFile } from './model-file.js';
+import { readRegularHead } from '../io/regular-file.js';
+import { specFromExport, type ExportSpec } from '../spec/from-export.js';
 
 export interface ResolvedSpec {
   spec: PermutationSpec;
@@ -31,6 +33,8 @@ export interface ResolvedSpec {
   fixed?: readonly OnnxFixedAxes[];
   /** Specs derived from an ONNX graph: nodes the derivation does not understand (their spaces are fixed). */
   unsupported?: readonly OnnxUnsupportedNode[];
+  /** --spec EXPORT.onnx: how each tensor was placed in the export. */
+  fromExport?: ExportSpec;
 }
 
 export interface ResolveSpecOptions {
@@ -59,7 +63,8 @@ export function assertSameGraphs(models: readonly ModelFile[], options: { averag
 }
 
 /**
- * --spec auto|mlp|resnet|vgg|transformer[:H]|FILE, validated against every model. ONNX models are first compared with the
+ * --spec auto|mlp|resnet|vgg|transformer[:H]|FILE, validated against every model. FILE is a spec JSON file, or an ONNX
+ * export of the same network (see specFromExportFile). ONNX models are first compared with the
  * first one (assertSameGraphs); a spec derived from the graph is derived from each model's and must agree.
  */
 export function resolveSpec(choice: string, models: readonly ModelFile[], options: ResolveSpecOptions = {}): ResolvedSpec {
@@ -89,11 +94,69 @@ export function resolveSpec(choice: string, models: readonly ModelFile[], option
     resolved = { spec: builtinSpec('transformer', first.params, { heads }), source: 'transformer', files: [] };
   } else if ((BUILTIN_KINDS as readonly string[]).includes(choice)) {
     resolved = { spec: builtinSpec(choice as BuiltinKind, first.params), source: choice, files: [] };
-  } else {
+  } else if (isJsonFile(choice)) {
     resolved = { spec: specFromJson(readText(choice), choice), source: choice, files: [choice] };
+  } else {
+    resolved = specFromExportFile(choice, models, options);
   }
   validateSpec(resolved.spec, ...models.map((m) => ({ label: m.path, params: m.params })));
   return resolved;
+}
+
+/** A spec file is JSON (its first non-blank byte is '{'); anything else given as --spec FILE is read as a model. */
+function isJsonFile(path: string): boolean {
+  const head = readRegularHead(path, 256);
+  const first = head.find((b) => b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0xef && b !== 0xbb && b !== 0xbf);
+  return first === undefined || first === 0x7b;
+}
+
+/**
+ * --spec EXPORT.onnx: the spec derived from an ONNX export of the network, mapped onto the models' tensors
+ * (spec/from-export.ts): for state dicts with names or layers (BatchNorm) no built-in spec knows. The
+ * export's values break ties between tensors of one shape: they are compared with each model in turn, as
+ * the export usually holds one of them.
+ */
+function specFromExportFile(path: string, models: readonly ModelFile[], options: ResolveSpecOptions): ResolvedSpec {
+  const exported = readModel(path);
+  if (exported.onnx === undefined) {
+    throw new InputError(`--spec ${path}: a spec file is a rebasin-spec JSON file or an ONNX export of the network, not a ${exported.pytorch ? 'PyTorch checkpoint' : 'safetensors file'}`);
+  }
+  const derived = specFromOnnx(exported.onnx, { strict: options.strict ?? false });
+  const side = { model: exported.onnx, params: exported.params, spec: derived };
+  let firstError: unknown;
+  for (const m of models) {
+    try {
+      const mapped = specFromExport(side, { label: m.path, params: m.params });
+      const fixed = derived.fixed.map((f) => ({ ...f, axes: f.axes.flatMap((ref) => stateDictAxes(mapped, ref)) })).filter((f) => f.axes.length > 0);
+      return { spec: mapped.spec, source: `ONNX export ${path}`, files: [...exported.files], fixed, unsupported: derived.unsupported, fromExport: mapped };
+    } catch (e) {
+      firstError ??= e;
+    }
+  }
+  throw firstError;
+}
+
+/** The state-dict axes an export initializer's axis was mapped to (fixed spaces are reported in the models' names). */
+function stateDictAxes(mapped: ExportSpec, ref: { tensor: string; axis: number }): { tensor: string; axis: number }[] {
+  const out: { tensor: string; axis: number }[] = [];
+  for (const [tensor, m] of Object.entries(mapped.matches)) {
+    if (m.how !== 'batchnorm' && m.init === ref.tensor) out.push({ tensor, axis: m.transposed ? 1 - ref.axis : ref.axis });
+  }
+  return out;
+}
+
+/** One line on how a spec from an export placed the tensors (`rebasin spec`, align's info line). */
+export function exportMappingNote(spec: ResolvedSpec): string | null {
+  const m = spec.fromExport;
+  if (m === undefined) return null;
+  const counts = new Map<string, number>();
+  for (const x of Object.values(m.matches)) {
+    const key = x.how === 'batchnorm' ? 'folded BatchNorm' : x.how === 'alias' ? 'name' : x.how;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const parts = ['name', 'shape', 'values', 'bias', 'folded BatchNorm'].filter((k) => counts.has(k)).map((k) => `${counts.get(k)} by ${k === 'folded BatchNorm' ? 'the conv they follow (BatchNorm folded by the exporter)' : k}`);
+  if (m.scalars.length > 0) parts.push(`${m.scalars.length} scalar${m.scalars.length === 1 ? '' : 's'} left as they are`);
+  return `spec from ${spec.source}: tensors placed ${parts.join(', ')}`;
 }
 
 /** Whether the spec permutes anything at all. */
