@@ -10,7 +10,7 @@ import { dataFiles, exportMappingNote, partialSpecNote, resolveSpec, specPermute
 import { assertSameFunction, assertSameFunctionStreamed, type FunctionCheckSummary } from './function-check.js';
 import { makeContext, parseFloatOption, parseIntOption, type Context, type GlobalOptions } from './common.js';
 import { InputError } from '../errors.js';
-import { weightMatchingFrom } from '../match/weight-matching.js';
+import { weightMatchingChecked } from '../match/sorted-start.js';
 import { shapeStubs, type ParamSource } from '../match/param-source.js';
 import { openSafetensorsSource } from '../match/param-source-fs.js';
 import { openOnnxSource } from '../match/param-source-onnx.js';
@@ -115,7 +115,7 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
       const nothingToPermute = announceSpec(ctx, spec, a, b);
       const r: MatchOutcome = nothingToPermute
         ? { perms: {} }
-        : await weightMatchingFrom({
+        : await weightMatchingChecked({
             spec: spec.spec,
             sourceA,
             sourceB,
@@ -137,7 +137,7 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
         writePermutedSafetensors(b, flags.output, spec.spec, r.perms, { inputs });
         written = [flags.output];
       }
-      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, written, specSource: spec.source, inputs, nothingToPermute, functionCheck };
+      return { perms: r.perms, iterations: r.iterations, objectiveBefore: r.objectiveBefore, objectiveAfter: r.objectiveAfter, start: r.start, written, specSource: spec.source, inputs, nothingToPermute, functionCheck };
     } finally {
       sourceB.close();
     }
@@ -179,6 +179,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
         passes: result.iterations ?? null,
         objectiveBefore: result.objectiveBefore ?? null,
         objectiveAfter: result.objectiveAfter ?? null,
+        ...(result.start !== undefined ? { start: result.start } : {}),
         churn: churnOf(result.perms),
         unchanged: result.nothingToPermute,
         functionCheck: result.functionCheck,
@@ -189,6 +190,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
       } else {
         ctx.out(`aligned ${b} to ${a} (${flags.method} matching, spec: ${result.specSource}) -> ${written.join(', ')}`);
         if (result.iterations !== undefined) ctx.out(`  ${plural(result.iterations, 'pass', 'passes')}, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);
+        if (result.start === 'sorted') ctx.out('  descent from the identity stalled below the sorted start; kept the descent from the sorted start');
         for (const c of summary.churn) ctx.out(`  ${c.name.padEnd(28)} ${String(c.size).padStart(6)} units  ${(100 * c.churn).toFixed(1).padStart(5)}% moved`);
       }
     });

@@ -25,6 +25,8 @@ export interface MatchOutcome {
   iterations?: number;
   objectiveBefore?: number;
   objectiveAfter?: number;
+  /** Weight matching: where the kept descent started (match/sorted-start.ts). */
+  start?: 'identity' | 'sorted';
 }
 
 export const METHODS = ['weight', 'cosine', 'activation'] as const;

@@ -24,7 +24,8 @@ export function formatReport(r: AlignmentReport, options: TextOptions = {}): str
   lines.push(`method ${r.method}, seed ${r.seed}, ${r.points} points on ${plural(r.dataCount, 'example')}`);
   if (r.matching.iterations !== undefined) {
     lines.push(
-      `matching: ${plural(r.matching.iterations, 'pass', 'passes')}, objective ${formatNumber(r.matching.objectiveBefore ?? 0)} -> ${formatNumber(r.matching.objectiveAfter ?? 0)}`,
+      `matching: ${plural(r.matching.iterations, 'pass', 'passes')}, objective ${formatNumber(r.matching.objectiveBefore ?? 0)} -> ${formatNumber(r.matching.objectiveAfter ?? 0)}` +
+        (r.matching.start === 'sorted' ? ' (from the sorted start: descent from the identity stalled below it)' : ''),
     );
   }
   lines.push('');
