@@ -28,9 +28,8 @@ import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
 import { paramsSource, shapeStubs, type ParamSource } from './param-source.js';
-import { openCostSource, sourceObjective, type CostSource } from './cost-source.js';
-
-export { sourceObjective };
+import { segmentedSource } from '../spec/segments.js';
+import { openCostSource, sourceObjective as unsegmentedObjective, type CostSource } from './cost-source.js';
 
 /**
  * 'dot': the paper's objective Σ⟨A, P(B)⟩ over every tied axis.
@@ -130,6 +129,22 @@ export function matchingObjective(spec: PermutationSpec, perms: Perms, paramsA: 
   return sourceObjective(spec, perms, paramsSource(paramsA), paramsSource(paramsB));
 }
 
+/** Σ over all tensors of ⟨A[t], P(B)[t]⟩ in float64, loading one pair of tensors at a time. */
+export function sourceObjective(spec: PermutationSpec, perms: Perms, sourceA: ParamSource, sourceB: ParamSource): number {
+  if (spec.segments !== undefined) {
+    const split = splitForMatching(spec, sourceA, sourceB);
+    return unsegmentedObjective(split.spec, perms, split.sourceA, split.sourceB);
+  }
+  return unsegmentedObjective(spec, perms, sourceA, sourceB);
+}
+
+/** The spec without segments over sources whose fused tensors appear as their parts (checked first as stored). */
+function splitForMatching(spec: PermutationSpec, sourceA: ParamSource, sourceB: ParamSource): { spec: PermutationSpec; sourceA: ParamSource; sourceB: ParamSource } {
+  const { segments, ...partSpec } = spec;
+  validateSpec(spec, { label: sourceA.label, params: shapeStubs(sourceA) }, { label: sourceB.label, params: shapeStubs(sourceB) });
+  return { spec: partSpec, sourceA: segmentedSource(segments!, sourceA), sourceB: segmentedSource(segments!, sourceB) };
+}
+
 export interface SourceMatchingOptions extends Omit<WeightMatchingOptions, 'paramsA' | 'paramsB'> {
   sourceA: ParamSource;
   sourceB: ParamSource;
@@ -143,6 +158,8 @@ export async function weightMatching(options: WeightMatchingOptions): Promise<We
 
 /** Weight matching of params from sources (e.g. safetensors files read tensor by tensor). */
 export async function weightMatchingFrom(options: SourceMatchingOptions): Promise<WeightMatchingResult> {
+  // Fused tensors (spec.segments) are matched as their parts: the loop below sees ordinary tensors.
+  if (options.spec.segments !== undefined) return weightMatchingFrom({ ...options, ...splitForMatching(options.spec, options.sourceA, options.sourceB) });
   const { spec, sourceA, sourceB } = options;
   const shapesA = shapeStubs(sourceA);
   validateSpec(spec, { label: 'model A', params: shapesA }, { label: 'model B', params: shapeStubs(sourceB) });
