@@ -19,10 +19,26 @@ import { writePermutedOnnx } from '../io/onnx-stream.js';
 import type { OnnxModel } from '../io/onnx.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { assertOutputs, type OutputRequest } from './outputs.js';
+import { readText } from './model-file.js';
+import { permsFromJson } from '../spec/perms-file.js';
+import { permSizes } from '../spec/spec.js';
+import type { Params } from '../tensor.js';
+
+/** --perms-in: the permutations of a file, checked against the spec (perms-file.ts), in place of matching. */
+function permsFromFile(path: string, spec: ResolvedSpec, params: Params): MatchOutcome {
+  return { perms: permsFromJson(readText(path), path, spec.spec, permSizes(spec.spec, params)) };
+}
+
+/** The file --perms-in reads, among the inputs no output may overwrite. */
+function permsInput(flags: AlignFlags): string[] {
+  return flags.permsIn === undefined ? [] : [flags.permsIn];
+}
 
 interface AlignFlags extends MatchFlags {
   output: string;
   perms?: string;
+  /** Apply the permutations of this file (as --perms writes) instead of matching. */
+  permsIn?: string;
   json?: boolean;
   lowMemory?: boolean;
   force?: boolean;
@@ -64,11 +80,15 @@ async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFla
   const models = readModels([a, b]);
   // B keeps its own graph (and its own Constant values): only the structure must be A's.
   const spec = resolveSpec(flags.spec, models, { strict: flags.strict, averages: false });
-  const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...dataFiles(flags.method === 'activation' && !specPermutesNothing(spec) ? flags.data : undefined)];
+  const inputs = [...models.flatMap((m) => m.files), ...spec.files, ...permsInput(flags), ...dataFiles(flags.permsIn === undefined && flags.method === 'activation' && !specPermutesNothing(spec) ? flags.data : undefined)];
   assertOutputs(alignOutputs(modelOutputs(models[1], flags.output), flags), inputs, { force: flags.force });
   assertModelName(models[1], flags.output);
   const nothingToPermute = announceSpec(ctx, spec, a, b);
-  const result: MatchOutcome = nothingToPermute ? { perms: {} } : await alignmentPerms(ctx, models[0], models[1], spec, flags);
+  const result: MatchOutcome = nothingToPermute
+    ? { perms: {} }
+    : flags.permsIn !== undefined
+      ? permsFromFile(flags.permsIn, spec, models[1].params)
+      : await alignmentPerms(ctx, models[0], models[1], spec, flags);
   const aligned = applyPermutation(spec.spec, result.perms, models[1].params);
   // Before writing: P(B) must compute what B computes (ONNX; safetensors carry no graph to run).
   const functionCheck = nothingToPermute
@@ -89,7 +109,7 @@ async function alignInMemory(ctx: Context, a: string, b: string, flags: AlignFla
  * need the whole model run.
  */
 async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFlags): Promise<AlignOutcome> {
-  if (flags.method === 'activation') throw new InputError('--low-memory works with --method weight or cosine (activation matching runs the whole model)');
+  if (flags.method === 'activation' && flags.permsIn === undefined) throw new InputError('--low-memory works with --method weight or cosine (activation matching runs the whole model)');
   const formats = [a, b].map(sniffModelFormat);
   if (formats[0] !== formats[1]) throw new InputError(`the models mix formats (${formats.join(', ')}); give both as ONNX or both as safetensors`);
   const format = formats[0];
@@ -109,13 +129,15 @@ async function alignStreamed(ctx: Context, a: string, b: string, flags: AlignFla
         ...(s.model !== undefined ? { onnx: s.model } : {}),
       }));
       const spec = resolveSpec(flags.spec, stubs, { strict: flags.strict, averages: false });
-      const inputs = [...stubs.flatMap((m) => m.files), ...spec.files];
+      const inputs = [...stubs.flatMap((m) => m.files), ...spec.files, ...permsInput(flags)];
       assertOutputs(alignOutputs(modelOutputs(stubs[1], flags.output), flags), inputs, { force: flags.force });
       assertModelName(stubs[1], flags.output);
       const nothingToPermute = announceSpec(ctx, spec, a, b);
       const r: MatchOutcome = nothingToPermute
         ? { perms: {} }
-        : await weightMatchingChecked({
+        : flags.permsIn !== undefined
+          ? permsFromFile(flags.permsIn, spec, stubs[1].params)
+          : await weightMatchingChecked({
             spec: spec.spec,
             sourceA,
             sourceB,
@@ -158,6 +180,7 @@ export function alignCommand(globals: () => GlobalOptions): Command {
     .option('--probe <n>', 'probe examples for activation matching', parseIntOption('--probe', 1), 1000)
     .option('--scale <x>', 'multiply raw probe input values by x (default: 1/255 for 8-bit images, else 1)', parseFloatOption('--scale', -1e12, 1e12))
     .option('--perms <file>', 'also write the permutations as JSON')
+    .option('--perms-in <file>', 'apply the permutations of this file (as --perms or report --json wrote them) instead of matching; checked against the spec: every permutation, its length, a true permutation, attention heads kept whole')
     .option('--force', 'write --perms even over a file that looks like a model or data file (never over an input)')
     .option('--json', 'print the result as JSON (format rebasin-align, schema/align.json)')
     .option('--low-memory', 'read both models tensor by tensor instead of whole, for models larger than memory (safetensors, or ONNX with or without external data; weight or cosine matching; the function check runs for models up to 128 MiB of weights and is reported skipped above)')
@@ -188,7 +211,8 @@ export function alignCommand(globals: () => GlobalOptions): Command {
       else if (result.nothingToPermute) {
         ctx.out(`nothing to align: the spec (${result.specSource}) permutes no channel space; wrote ${b} unchanged -> ${written.join(', ')}`);
       } else {
-        ctx.out(`aligned ${b} to ${a} (${flags.method} matching, spec: ${result.specSource}) -> ${written.join(', ')}`);
+        const how = flags.permsIn !== undefined ? `permutations from ${flags.permsIn}` : `${flags.method} matching`;
+        ctx.out(`aligned ${b} to ${a} (${how}, spec: ${result.specSource}) -> ${written.join(', ')}`);
         if (result.iterations !== undefined) ctx.out(`  ${plural(result.iterations, 'pass', 'passes')}, objective ${result.objectiveBefore?.toFixed(4)} -> ${result.objectiveAfter?.toFixed(4)}`);
         if (result.start === 'sorted') ctx.out('  descent from the identity stalled below the sorted start; kept the descent from the sorted start');
         for (const c of summary.churn) ctx.out(`  ${c.name.padEnd(28)} ${String(c.size).padStart(6)} units  ${(100 * c.churn).toFixed(1).padStart(5)}% moved`);

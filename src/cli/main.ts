@@ -37,9 +37,18 @@ export function buildProgram(): Command {
   const globals = () => program.opts<GlobalOptions>();
   // Optional-value options (report --json [file]) never take a model file after them as their value.
   for (const make of [demoCommand, alignCommand, mergeCommand, barrierCommand, reportCommand, specCommand, trainCommand, convertCommand]) {
-    program.addCommand(guardOptionalValues(make(globals), acceptsOutputValue).exitOverride());
+    program.addCommand(withRebasinPrefix(guardOptionalValues(make(globals), acceptsOutputValue)).exitOverride());
   }
-  return program;
+  return withRebasinPrefix(program);
+}
+
+/**
+ * One prefix for every error line: commander's usage errors ("error: unknown option ...") print as
+ * "rebasin: unknown option ...", like the errors of our own checks (main below).
+ */
+function withRebasinPrefix(cmd: Command): Command {
+  const previous = cmd.configureOutput().outputError ?? ((text: string, write: (s: string) => void) => write(text));
+  return cmd.configureOutput({ outputError: (text, write) => previous(text.replace(/^error: /, 'rebasin: '), write) });
 }
 
 export async function main(argv: string[]): Promise<number> {
