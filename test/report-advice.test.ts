@@ -148,3 +148,13 @@ test('text and HTML: rounding-level barriers draw empty bars; counts agree in nu
   assert.deepEqual(widths(2.78e-17, 2.78e-17), [0, 0]);
   assert.deepEqual(widths(0.5, 0.25), [100, 50]);
 });
+
+test('hint: an attention model matched by weights is pointed to activation matching; not when matched by activations or collapsed', () => {
+  const base: ReportFacts = { method: 'weight', verdict: 'unchanged', normalisation: 'none', narrowestWidth: 32, repaired: null, attention: true };
+  assert.match(reportHint(base) ?? '', /transformers align better by their activations.*--method activation/);
+  assert.match(reportHint({ ...base, method: 'cosine', verdict: 'reduced' }) ?? '', /--method activation/);
+  // Matched by activations already, or without attention: the width hint, as before.
+  assert.match(reportHint({ ...base, method: 'activation' }) ?? '', /narrowest permuted layer has 32 units/);
+  assert.match(reportHint({ ...base, attention: false }) ?? '', /narrowest permuted layer has 32 units/);
+  assert.equal(reportHint({ ...base, verdict: 'collapsed' }), null);
+});

@@ -118,14 +118,14 @@ async function measure(paths: [string, string], flags: MeasureFlags, g: GlobalOp
     });
     ctx.progress.done();
     const repairedCurve = await repaired(applyPermutation(spec.spec, report.perms, models[1].params));
-    return { ctx, data, spec, curve: null, report: withRepair(report, repairedCurve, repairMode, normalisation), repairedCurve, repairMode, inputs };
+    return { ctx, data, spec, curve: null, report: withRepair(report, repairedCurve, repairMode, normalisation, spec.spec.heads !== undefined), repairedCurve, repairMode, inputs };
   } finally {
     await runner.dispose?.();
   }
 }
 
 /** The report with its aligned path's REPAIR measurement attached, and the hint redone with it. */
-function withRepair(report: AlignmentReport, curve: CurvePoint[] | null, mode: string | null, normalisation: ReturnType<typeof normalisationOf>): AlignmentReport {
+function withRepair(report: AlignmentReport, curve: CurvePoint[] | null, mode: string | null, normalisation: ReturnType<typeof normalisationOf>, attention: boolean): AlignmentReport {
   const repaired = curve === null || mode === null ? null : repairedPath('aligned', mode, report.aligned.curve, curve);
   const hint = reportHint({
     method: report.method,
@@ -133,6 +133,7 @@ function withRepair(report: AlignmentReport, curve: CurvePoint[] | null, mode: s
     normalisation,
     narrowestWidth: narrowest(report.churn),
     repaired: repaired === null ? null : { before: report.aligned.barrier.loss, after: repaired.barrier.loss },
+    attention,
   });
   return { ...report, repaired, hint };
 }

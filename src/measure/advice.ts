@@ -44,6 +44,8 @@ export interface ReportFacts {
   narrowestWidth: number | null;
   /** The aligned path's loss barrier without and with REPAIR, when --repair measured it. */
   repaired: { before: number; after: number } | null;
+  /** The spec has attention head groups (a transformer). */
+  attention?: boolean;
 }
 
 const BN_WORDS: Record<Exclude<Normalisation, 'none'>, string> = {
@@ -57,6 +59,8 @@ const BN_WORDS: Record<Exclude<Normalisation, 'none'>, string> = {
  *   1. BatchNorm, matched by weights        → activation matching with REPAIR
  *   2. BatchNorm, activation matching, REPAIR not measured → measure with --repair
  *   3. weight/cosine matching raised the barrier → activation matching
+ *   3b. an attention model matched by weights, barrier not collapsed → activation matching (on the
+ *       committed ViT pairs it removes far more of the barrier: BENCHMARKS.md, "Transformers")
  *   4. REPAIR (measured) reduced the aligned barrier → merge with --repair
  *   5. a permuted layer ≤ NARROW_WIDTH units → width
  */
@@ -69,6 +73,7 @@ export function reportHint(f: ReportFacts): string | null {
     if (f.repaired === null) return `hint: ${bn}: measure the path with --repair (each interpolated net renormalised)`;
   }
   if (byWeights && f.verdict === 'increased') return `hint: ${f.method} matching raised the barrier: try --method activation`;
+  if (byWeights && f.attention === true) return `hint: transformers align better by their activations than by their weights: try --method activation`;
   if (f.repaired !== null) {
     const v = verdictOf(f.repaired.before, f.repaired.after);
     if (v === 'collapsed' || v === 'reduced') {

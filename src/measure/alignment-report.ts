@@ -184,6 +184,7 @@ export async function alignmentReport(o: AlignmentReportOptions): Promise<Alignm
       normalisation: o.normalisation ?? 'none',
       narrowestWidth: narrowest(churnList),
       repaired: null,
+      attention: o.spec.heads !== undefined,
     }),
   };
 }
