@@ -815,7 +815,25 @@ function handleMatMulActs(w: Walk, node: OnnxNode, a: Value, b: Value): void {
     }
     if (a.kind === 'plain' && b.kind === 'chan' && eb === -1) return out({ kind: 'chan', cls: b.cls, axis: shape === null ? -1 : shape.length - 1, shape });
     if (a.kind === 'chan' && b.kind === 'plain' && ea === -2) return out({ kind: 'chan', cls: a.cls, axis: shape === null ? -2 : shape.length - 2, shape });
+    // The same channels on one batch axis of both (heads of one unit each): the product is taken per entry
+    // of that axis, so the result carries them there.
+    if (a.kind === 'chan' && b.kind === 'chan' && shape !== null && sa!.length === sb!.length && ea === eb && ea! < -2) {
+      const cls = w.union(a.cls, b.cls, node, `(batched product of '${node.inputs[0]}' and '${node.inputs[1]}')`);
+      return out({ kind: 'chan', cls, axis: shape.length + ea!, shape });
+    }
     return unsupported(w, node, 'multiplies two activations whose channels do not cancel or pass through');
+  }
+  if (a.kind === 'chan' && b.kind === 'chan' && headsA === undefined && headsB?.units === true && shape !== null && sa!.length === sb!.length && a.axis === headsB.axis && a.axis < sa!.length - 2 && b.axis === sa!.length - 1 && w.sizeOf(a.cls) === headsB.count) {
+    // Scores whose q/k heads have one unit each (a flat class of H on the head axis) times v's heads.
+    if (!w.setHeads(a.cls, headsB.count)) return unsupported(w, node, 'multiplies attention heads of different counts');
+    w.unionHeads(a.cls, b.cls);
+    return out({ kind: 'chan', cls: b.cls, axis: b.axis, shape, heads: headsB });
+  }
+  if (a.kind === 'chan' && b.kind === 'chan' && headsA?.units === false && headsB === undefined && shape !== null && sa!.length === sb!.length && b.axis === headsA.axis && w.sizeOf(b.cls) === headsA.count) {
+    // Scores times v heads of one unit each (a flat class of H on the head axis).
+    if (!w.setHeads(b.cls, headsA.count)) return unsupported(w, node, 'multiplies attention heads of different counts');
+    w.unionHeads(a.cls, b.cls);
+    return out({ kind: 'chan', cls: b.cls, axis: b.axis, shape });
   }
   if (a.kind !== 'chan' || b.kind !== 'chan' || headsA === undefined || headsB === undefined || shape === null || sa!.length !== sb!.length) {
     return unsupported(w, node, 'multiplies attention heads by a value without the same heads');
@@ -1211,6 +1229,13 @@ function mergeHeads(w: Walk, node: OnnxNode, x: ChanValue, target: readonly IntE
 
 function handleTranspose(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
+  const permAttr = attrInts(node, 'perm');
+  if (x.kind === 'plain' && x.shape !== null && (permAttr === null || permAttr.length === x.shape.length)) {
+    // An unpermuted activation (a graph input moved to sequence-first) keeps a known shape.
+    const { ints: _moved, ...rest } = x;
+    const perm = permAttr ?? x.shape.map((_, i) => x.shape!.length - 1 - i);
+    return passThrough(w, node, { ...rest, shape: perm.map((p) => x.shape![p] ?? null) });
+  }
   if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.shape === null) return unsupported(w, node, 'transposes an activation of unknown rank');
   const perm = attrInts(node, 'perm') ?? x.shape.map((_, i) => x.shape!.length - 1 - i);
@@ -1338,6 +1363,21 @@ function handleSlice(w: Walk, node: OnnxNode): void {
       w.set(node.outputs[0], { kind: 'plain', shape: [picked.length], deps: x.deps, ints: picked }, node);
       return;
     }
+  }
+  if (x.kind === 'plain' && x.shape !== null && axes !== null) {
+    // An unpermuted activation keeps its rank; sliced axes get their length when the bounds are known.
+    const { ints: _sliced, ...rest } = x;
+    const rank = x.shape.length;
+    const shape = [...x.shape];
+    axes.forEach((a, j) => {
+      const i = normAxis(a, rank);
+      if (i === null) return;
+      const n = shape[i];
+      const [s0, e0, st] = [starts?.[j], ends?.[j], steps === null ? 1 : steps[j]];
+      if (n === null || s0 === undefined || e0 === undefined || st !== 1) shape[i] = null;
+      else shape[i] = Math.max(0, Math.min(n, Math.max(0, e0 < 0 ? e0 + n : e0)) - Math.min(n, Math.max(0, s0 < 0 ? s0 + n : s0)));
+    });
+    return passThrough(w, node, { ...rest, shape });
   }
   if (x.kind !== 'chan') return notChan(w, node, x);
   if (x.shape === null) return unsupported(w, node, 'slices an activation of unknown rank');

@@ -18,8 +18,9 @@
 import * as ort from 'onnxruntime-node';
 import { isInputError } from '../../src/errors.js';
 import { type OnnxGraph, type OnnxModel, onnxModelFromObject, serializeOnnx, withInitializers } from '../../src/io/onnx.js';
-import { applyPermutation, randomPerms, type Perms } from '../../src/permute.js';
+import { applyPermutation, type Perms } from '../../src/permute.js';
 import { createRng, type Rng } from '../../src/random.js';
+import { randomSpecPerms } from '../../src/spec/heads.js';
 import { type OnnxSpec, specFromOnnx } from '../../src/spec/onnx-graph.js';
 import { permSizes, validateSpec } from '../../src/spec/spec.js';
 import type { Tensor } from '../../src/tensor.js';
@@ -955,6 +956,102 @@ function addOutput(n: Net, name: string, shape: readonly number[] | null): void 
   n.graphOutputs.push(valueInfo(name, 1, declared));
 }
 
+/** Sizes for a Reshape target: numbers, or `times` × dimension `axis` of a value read at run time, as torch writes x.size(i). */
+type TargetPart = number | { readonly of: string; readonly axis: number; readonly times?: number };
+
+function shapeTarget(n: Net, parts: readonly TargetPart[]): string {
+  const pieces = parts.map((p) => {
+    if (typeof p === 'number') return n.ints([p]);
+    let g = n.op('Gather', [n.op('Shape', [p.of])[0], n.ints([p.axis], true)], [aInt('axis', 0)])[0];
+    if (p.times !== undefined) g = n.op('Mul', [g, n.ints([p.times], true)])[0];
+    return n.op('Unsqueeze', [g, n.ints([0])])[0];
+  });
+  return n.op('Concat', pieces, [aInt('axis', 0)])[0];
+}
+
+/**
+ * Multi-head self-attention on [N, T, E] as torch.onnx.export writes it. 'sep': separate q/k/v MatMuls,
+ * heads split by Reshape to [N, T, H, d] and Transpose to [0,2,1,3] / [0,2,3,1], q·k, scale, Softmax, ·v,
+ * heads merged back, out-projection. 'fused' (nn.MultiheadAttention): sequence first, one MatMul to
+ * q|k|v cut by Split or Slices (bounds constant or computed from Shape), heads folded into the batch axis
+ * ([T, N·H, d]), the out-projection as Gemm on [T·N, H·dv]. Reshape targets are constants or built from
+ * Shape/Gather/Mul/Concat. Sometimes a mask that varies along the heads is added to the scores: the walk
+ * must then leave the heads alone.
+ */
+function attention(n: Net, x: Act): Act {
+  const [N, T, E] = x.shape;
+  const H = n.pick([2, 3]);
+  const dk = n.int(1, 3);
+  const dv = n.int(1, 3);
+  const style = n.choose<string>([['sep', 1], ['fused', 1]], 'attn:');
+  const dyn = n.allows('attn:dynamic-shape') && n.chance(0.5);
+  n.tag(`attn:${style}`);
+  if (dyn) n.tag('attn:dynamic-shape');
+  const proj = (inp: string, cin: number, cout: number): string => {
+    const w = n.operand([cin, cout], lecun(cin), { weight: true, chain: 2 });
+    const y = n.op('MatMul', [inp, w])[0];
+    if (!n.chance(0.8)) return y;
+    const b = n.operand([cout], { kind: 'normal', scale: 0.5 }, { chain: 2 });
+    return n.op('Add', n.chance(0.5) ? [b, y] : [y, b])[0];
+  };
+  const scores = (s: string, shape: readonly number[], headAxis: number): string => {
+    if (n.chance(0.7)) s = n.op(n.pick(['Div', 'Mul']), [s, n.scalarConstant(n.pick([2, 0.5]))])[0];
+    const mask = n.choose<string>([['none', 4], ['tokens', 2], ['heads', 1]], 'attn-mask:');
+    if (mask !== 'none') {
+      n.tag(`attn-mask:${mask}`);
+      const m = mask === 'tokens' ? [T, T] : shape.map((d, i) => (i === headAxis || i >= shape.length - 2 ? d : 1));
+      s = n.op('Add', [s, n.operand(m, { kind: 'normal', scale: 1 })])[0];
+    }
+    return n.op('Softmax', [s], [aInt('axis', -1)])[0];
+  };
+  let y: string;
+  if (style === 'sep') {
+    const [q, k, v] = [proj(x.name, E, H * dk), proj(x.name, E, H * dk), proj(x.name, E, H * dv)];
+    const split = (t: string, d: number): string =>
+      n.op('Reshape', [t, dyn ? shapeTarget(n, [{ of: x.name, axis: 0 }, { of: x.name, axis: 1 }, H, d]) : n.ints(n.chance(0.5) ? [0, 0, H, d] : [N, T, H, d])])[0];
+    const qh = n.op('Transpose', [split(q, dk)], [aInts('perm', [0, 2, 1, 3])])[0];
+    const kh = n.op('Transpose', [split(k, dk)], [aInts('perm', [0, 2, 3, 1])])[0];
+    const vh = n.op('Transpose', [split(v, dv)], [aInts('perm', [0, 2, 1, 3])])[0];
+    const s = scores(n.op('MatMul', [qh, kh])[0], [N, H, T, T], 1);
+    const o = n.op('Transpose', [n.op('MatMul', [s, vh])[0]], [aInts('perm', [0, 2, 1, 3])])[0];
+    const merged = n.op('Reshape', [o, dyn ? shapeTarget(n, [{ of: x.name, axis: 0 }, { of: x.name, axis: 1 }, H * dv]) : n.ints(n.chance(0.5) ? [0, 0, -1] : [N, T, H * dv])])[0];
+    y = proj(merged, H * dv, E);
+  } else {
+    const xt = n.op('Transpose', [x.name], [aInts('perm', [1, 0, 2])])[0];
+    const width = 2 * H * dk + H * dv;
+    const fused = proj(xt, E, width);
+    const bounds = [0, H * dk, 2 * H * dk, width];
+    let qkv: string[];
+    if (n.chance(0.4)) {
+      n.tag('attn:fused:Split');
+      qkv = n.op('Split', [fused, n.ints([H * dk, H * dk, H * dv])], [aInt('axis', n.chance(0.5) ? 2 : -1)], 3);
+    } else {
+      const computed = n.chance(0.5);
+      n.tag(`attn:fused:Slice${computed ? ':computed' : ''}`);
+      // torch computes chunk bounds from the channel count: here width - (width - b), from Shape.
+      const last = computed ? n.op('Gather', [n.op('Shape', [fused])[0], n.ints([-1])], [aInt('axis', 0)])[0] : '';
+      const bound = (b: number): string => (computed ? n.op('Sub', [last, n.ints([width - b])])[0] : n.ints([b]));
+      qkv = [0, 1, 2].map((i) => n.op('Slice', [fused, bound(bounds[i]), bound(bounds[i + 1]), n.ints([-1])])[0]);
+    }
+    const heads = (t: string, d: number): string =>
+      n.op('Reshape', [t, dyn ? shapeTarget(n, [{ of: xt, axis: 0 }, { of: xt, axis: 1, times: H }, d]) : n.ints([T, N * H, d])])[0];
+    let qh = n.op('Transpose', [heads(qkv[0], dk)], [aInts('perm', [1, 0, 2])])[0];
+    if (n.chance(0.5)) qh = n.op('Div', [qh, n.scalarConstant(2)])[0];
+    const kh = n.op('Transpose', [heads(qkv[1], dk)], [aInts('perm', [1, 2, 0])])[0];
+    const vh = n.op('Transpose', [heads(qkv[2], dv)], [aInts('perm', [1, 0, 2])])[0];
+    const s = scores(n.op('MatMul', [qh, kh])[0], [N * H, T, T], 0);
+    const o = n.op('Transpose', [n.op('MatMul', [s, vh])[0]], [aInts('perm', [1, 0, 2])])[0];
+    const m = n.op('Reshape', [o, n.ints([dyn ? -1 : T * N, H * dv])])[0];
+    const outW = n.operand([E, H * dv], lecun(H * dv), { weight: true, chain: 2 });
+    const g = n.op('Gemm', [m, outW, n.operand([E], { kind: 'normal', scale: 0.5 })], [aInt('transB', 1)])[0];
+    const back = n.op('Reshape', [g, dyn ? shapeTarget(n, [{ of: xt, axis: 0 }, { of: xt, axis: 1 }, E]) : n.ints([T, N, E])])[0];
+    y = n.op('Transpose', [back], [aInts('perm', [1, 0, 2])])[0];
+  }
+  if (n.chance(0.3)) return n.act(y, x.shape, 2);
+  n.tag('attn:residual');
+  return n.act(n.op('Add', [x.name, y])[0], x.shape, 2);
+}
+
 interface BlockDef {
   readonly name: string;
   readonly weight: number;
@@ -991,6 +1088,7 @@ const BLOCKS: readonly BlockDef[] = [
   { name: 'flatten', weight: 2, when: (x) => x.shape.length >= 3, run: flatten },
   { name: 'reshape', weight: 2, when: (x) => x.shape.length <= 3 && reshapeKinds(x).some(([, w]) => w > 0), run: reshape },
   { name: 'if', weight: 3, when: () => true, run: ifNode },
+  { name: 'attention', weight: 4, when: (x) => x.shape.length === 3 && isLast(x) && x.shape[1] <= 4, run: attention },
   { name: 'loop', weight: 1, when: (x) => prod(x.shape) <= 300, run: loop },
   { name: 'input-join', weight: 1, when: () => true, run: inputJoin },
   {
@@ -1285,7 +1383,8 @@ export async function checkRandomGraph(seed: number, options: RandomGraphOptions
 
   const outputs = model.graph.outputs.map((o) => o.name);
   for (const permSeed of [seed * 2 + 1, seed * 2 + 2]) {
-    const perms = randomPerms(sizes, permSeed);
+    // Head groups get head-structured permutations (heads whole, moved alike), as the spec allows.
+    const perms = randomSpecPerms(derived.spec, sizes, permSeed);
     let permuted: Record<string, Output>;
     try {
       permuted = await runModel(withInitializers(probed, applyPermutation(derived.spec, perms, params)), feeds);
