@@ -13,7 +13,7 @@
  *   refused  — specFromOnnx threw (the unsupported ops are then read from its message: the first 4);
  * the permutations (count and total units), the unsupported op types (most common first), and whether
  * the function is preserved: max |Δ| over all outputs between the model and the model with every
- * initializer permuted by `randomPerms(permSizes(spec))`, on the same random inputs. "NO" means a
+ * initializer permuted by `randomSpecPerms(spec, permSizes(spec))` (head groups keep heads whole), on the same random inputs. "NO" means a
  * permutation the spec allowed changed what the network computes: a bug in the walk. Below the table,
  * per model: why channel spaces were fixed, and the unsupported nodes by name.
  *
@@ -49,7 +49,8 @@ import { readModel } from '../src/cli/model-file.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
 import { specFromOnnx, type OnnxSpec } from '../src/spec/onnx-graph.js';
 import { permSizes } from '../src/spec/spec.js';
-import { applyPermutation, randomPerms } from '../src/permute.js';
+import { applyPermutation } from '../src/permute.js';
+import { randomSpecPerms } from '../src/spec/heads.js';
 import { createRng, type Rng } from '../src/random.js';
 import { decodeF16Bits, floatToHalfBits } from '../src/io/dtype.js';
 
@@ -397,7 +398,7 @@ async function coverageOfModel(model: OnnxModel, params: Params, meta: Meta, kno
 
   const inputs = g.inputs.filter((i) => !(i.name in model.initializers));
   try {
-    const moved = applyPermutation(derived.spec, randomPerms(sizes, opts.seed), params);
+    const moved = applyPermutation(derived.spec, randomSpecPerms(derived.spec, sizes, opts.seed), params);
     const changed = Object.keys(moved).filter((k) => moved[k] !== params[k] && moved[k].data.some((v, i) => v !== params[k].data[i])).length;
     if (changed === 0) return { ...row, maxDiff: null, refMax: null, worstOutput: null, preserved: null, checkNote: 'the random permutation changed no weight' };
     const permuted = withInitializers(model, moved);

@@ -57,12 +57,13 @@ function permOn(spec: PermutationSpec, tensor: string, axis: number): string | n
 
 /** Outputs of the model permuted by `perms` against the original; every tap must carry its permutation. */
 async function outputChange(model: ReturnType<typeof readOnnxFile>['model'], params: Params, derived: OnnxSpec, perms: Perms, feeds: Record<string, ort.Tensor>): Promise<{ out: number; taps: Record<string, number> }> {
+  const outName = model.graph.outputs[0].name;
   const tapValues = [...new Set(Object.values(derived.taps).map((t) => t.value))];
   const a = await run(withOutputs(model, tapValues), feeds);
   const b = await run(withOutputs(withInitializers(model, applyPermutation(derived.spec, perms, params)), tapValues), feeds);
   const taps: Record<string, number> = {};
   for (const [p, t] of Object.entries(derived.taps)) taps[p] = maxAbsDiff(gather(a[t.value], perms[p], t.axis), b[t.value].data);
-  return { out: maxAbsDiff(a.output.data, b.output.data), taps };
+  return { out: maxAbsDiff(a[outName].data, b[outName].data), taps };
 }
 
 /** A permutation of n = heads·d units that sends some head's units to two heads (not head-structured). */
@@ -155,6 +156,27 @@ for (const f of [SEP, FUSED, FUSED_POST]) {
         const { out } = await outputChange(model, params, derived, perms, feeds);
         assert.ok(out > 1e-2, `${group}: a cross-head permutation of '${member}' should change the output, changed by ${out}`);
       }
+    }
+  });
+}
+
+// The trained ViTs of test/fixtures/vit/ (make_vit.py: Fashion-MNIST, E = 32, 4 heads, 2 blocks, both styles).
+for (const style of ['sep', 'fused']) {
+  test(`trained ViT (vit_${style}_a.onnx): every block's heads are grouped and random head-structured permutations keep the logits`, async () => {
+    const { model, params } = readOnnxFile(join(DIR, '..', 'vit', `vit_${style}_a.onnx`));
+    const derived = specFromOnnx(model, { strict: true });
+    const groups = Object.values(derived.spec.heads ?? {});
+    assert.equal(groups.length, 2);
+    for (const g of groups) assert.equal(g.count, 4);
+    assert.equal(Object.keys(derived.spec.segments ?? {}).length, style === 'fused' ? 4 : 0, 'fused: in_proj weight and bias of both blocks');
+    // Residual, and per block qk, v and the MLP hidden.
+    const sizes = permSizes(derived.spec, params);
+    assert.equal(Object.keys(sizes).length, 7);
+    const feeds = { input: randomInput([2, 1, 28, 28], 3) };
+    for (const seed of [1, 2]) {
+      const { out, taps } = await outputChange(model, params, derived, randomSpecPerms(derived.spec, sizes, seed), feeds);
+      assert.ok(out < 1e-4, `seed ${seed}: logits changed by ${out}`);
+      for (const [p, d] of Object.entries(taps)) assert.ok(d < 1e-4, `seed ${seed}: tap of '${p}' (${d})`);
     }
   });
 }
