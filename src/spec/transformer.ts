@@ -384,12 +384,23 @@ export function transformerSpecOf(params: Params, options: TransformerOptions = 
   const h = options.heads;
   if (!Number.isSafeInteger(h) || h < 1) throw new InputError(`${where}: heads must be a positive integer, got ${String(h)}`);
 
+  // Globals first, so the residual stream is the spec's first permutation. They live under the model
+  // prefix ('bert.embeddings...') or at the root ('classifier').
+  const pooler = [prefix, ''].some((p) => b.has(`${p}pooler.dense.weight`));
+  const globalPerm = (role: Role): string | null => (role === 'res' || (role === 'pooled' && !pooler) ? residual : null);
+  const present = new Set<string>();
+  for (const entry of layout.globals) {
+    const base = [prefix, ''].find((p) => b.present(p, entry));
+    if (base === undefined) continue;
+    b.add(base, entry, globalPerm);
+    present.add(entry.path);
+  }
   for (const n of blocks) {
     const block = `${layout.blocks}.${n}.`;
     const base = prefix + block;
     const width = qWidth(layout, prefix, n, params);
     if (width % h !== 0) {
-      throw new InputError(`${where}: block '${base}' has attention width ${width}, which ${h} heads do not divide (divisors: ${divisors(width).join(', ')})`);
+      throw new InputError(`${where}: block '${base.slice(0, -1)}' has attention width ${width}, which ${h} heads do not divide (divisors: ${divisors(width).join(', ')})`);
     }
     const perm = (role: Role): string | null =>
       role === null ? null : role === 'res' ? residual : role === 'mlp' ? `${block}mlp` : `${block}attn.${role}`;
@@ -400,16 +411,6 @@ export function transformerSpecOf(params: Params, options: TransformerOptions = 
     heads[`${block}attn`] = { count: h, perms: [`${block}attn.qk`, `${block}attn.v`] };
   }
 
-  // Globals live under the model prefix ('bert.embeddings...') or at the root ('classifier').
-  const pooler = [prefix, ''].some((p) => b.has(`${p}pooler.dense.weight`));
-  const globalPerm = (role: Role): string | null => (role === 'res' || (role === 'pooled' && !pooler) ? residual : null);
-  const present = new Set<string>();
-  for (const entry of layout.globals) {
-    const base = [prefix, ''].find((p) => b.present(p, entry));
-    if (base === undefined) continue;
-    b.add(base, entry, globalPerm);
-    present.add(entry.path);
-  }
   const names = (paths: readonly string[]): string => paths.map((p) => `'${prefix}${p}'`).join(' or ');
   if (!layout.inputs.some((p) => present.has(p))) {
     throw new InputError(`${where}: no embedding (${names(layout.inputs)}) maps the input into the residual stream, so permuting the stream would change what the blocks are given`);
