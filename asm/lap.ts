@@ -1,16 +1,18 @@
-// The square assignment solver of src/match/lap.ts, compiled to WebAssembly (AssemblyScript; built by
-// scripts/build-wasm.mjs). Same algorithm, same float64 operations in the same order, so the same answer
-// bit for bit (tested): Jonker–Volgenant column reduction (cold) or the warm start (column potentials,
-// row minima, still-tight pairs, cheapest free columns), augmenting row reduction, then shortest
-// augmenting paths. It runs without JavaScript's warm-up, its scans in 128-bit SIMD (two float64 columns
-// per step; the order-dependent bookkeeping of the scalar loop kept exactly). BENCHMARKS.md has the figures.
+// The production square assignment solver (AssemblyScript, compiled to WebAssembly by
+// scripts/build-wasm.mjs, run through src/match/lap-wasm.ts). Its JavaScript twin, the test oracle
+// test/helpers/lap-oracle.ts, runs the same algorithm with the same float64 operations in the same order,
+// so the answer is the same bit for bit, ties included (tested): Jonker–Volgenant column reduction (cold)
+// or the warm start (column potentials, row minima, still-tight pairs, cheapest free columns), augmenting
+// row reduction, then shortest augmenting paths. Change the twin first, then mirror it here. The scans
+// run in 128-bit SIMD (two float64 columns per step), the scalar loop's order-dependent bookkeeping kept
+// exactly. BENCHMARKS.md has the figures.
 //
 // Memory is laid out by the caller (lap-wasm.ts): c f64[n·n] holds the matrix; u, v, dist, settledDist
 // are f64[n]; col4row, row4col, pred, settledCols, scannedRows, argmin, given are i32[n]; queue is i32[6n].
 // Warm starts pass their column potentials in v and their matching (−1 for none) in `given`.
 // Returns 0 when solved, 2 for a NaN or −Infinity entry (the caller names it), 3 for a +Infinity entry
-// (forbidden pairs are left to the JavaScript solver), 4 where a reduced cost overflowed to infinity
-// (entries near ±1e308): the JavaScript solver, reaching the same state, reports the problem infeasible.
+// (forbidden pairs are left to lap.ts's JavaScript search), 4 where a reduced cost overflowed to infinity
+// (entries near ±1e308): the JavaScript twin, reaching the same state, reports the problem infeasible.
 
 @inline function ld(p: usize, i: i32): f64 {
   return load<f64>(p + (<usize>i << 3));
@@ -125,7 +127,7 @@ export function solve(
           at = j;
         }
       }
-      // Every reduced cost of the row overflowed (the JavaScript solver throws 'infeasible' here).
+      // Every reduced cost of the row overflowed (the JavaScript twin throws 'infeasible' here).
       if (m == Infinity) return 4;
       st(u, i, m);
       si(argmin, i, at);
@@ -193,7 +195,7 @@ function augmentingRowReduction(n: i32, sign: f64, c: usize, u: usize, v: usize,
         sub = f64x2.splat(usub);
       }
       // The same bookkeeping again for the last columns: written out twice on purpose (sharing it through
-      // module globals, the only way without closures, measured 10% slower on the matching runs' solves).
+      // module globals, the only way without closures, was slower).
       for (; j < n; j++) {
         const h = sign * entry(c, n, i, j) - ld(v, j);
         if (h < usub) {
@@ -288,7 +290,7 @@ function augmentAllFreeRows(
         if (d < lowest) lowest = d;
       }
       // The column taken: among those at the lowest distance, the last free one, else the first one (the
-      // choice of the scalar loop in lap.ts, which updates on a strictly lower value or an equal free one).
+      // choice of the twin's scalar loop, which updates on a strictly lower value or an equal free one).
       let best = -1;
       const eq = f64x2.splat(lowest);
       for (let k = 0; k < n; k += 2) {
@@ -300,7 +302,7 @@ function augmentAllFreeRows(
         }
       }
       // No column within reach: only where reduced costs overflowed (entries are finite here). The
-      // JavaScript solver throws 'infeasible' at this point; the caller hands the problem to it.
+      // JavaScript twin throws 'infeasible' at this point; so does the caller.
       if (best < 0 || lowest == Infinity) return 4;
       // Its own value (of the same magnitude; the scalar loop keeps the taken column's, sign of zero included).
       lowest = ld(dist, best);

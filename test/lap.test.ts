@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { leaseSolver, solveSquareWasm } from '../src/match/lap-wasm.js';
-import { solveAssignment, type AssignmentResult } from '../src/match/lap.js';
+import { solveAssignment, type AssignmentResult, type WarmStart } from '../src/match/lap.js';
+import { solveSquareOracle } from './helpers/lap-oracle.js';
+import { naiveAssignment } from './helpers/lap-naive.js';
 import { InputError } from '../src/errors.js';
 import { createRng, type Rng } from '../src/random.js';
 import { pythonSkipReason, runPython, withTempDir } from './python.js';
@@ -272,7 +274,7 @@ test('warm start on a square problem with forbidden pairs and a column forbidden
   }
 });
 
-test('the WebAssembly build gives the JavaScript solver\'s answer bit for bit, cold and warm', () => {
+test('the WebAssembly solver gives its JavaScript twin\'s answer bit for bit, cold and warm', () => {
   const rng = createRng(31);
   // It is really there and really used (forbidden pairs are left to JavaScript).
   assert.notEqual(solveSquareWasm(randomMatrix(rng, 20, 20, 'uniform'), 20, 1, undefined), null);
@@ -291,27 +293,30 @@ test('the WebAssembly build gives the JavaScript solver\'s answer bit for bit, c
           const what = `n=${n} ${kind} max=${maximize} f32=${float32}`;
           let c: Float64Array | Float32Array = randomMatrix(rng, n, n, kind);
           if (float32) c = Float32Array.from(c);
-          let js = solveAssignment(c, n, n, { maximize, implementation: 'js' });
+          let js = solveSquareOracle(c, n, { maximize });
           let wasm = solveAssignment(c, n, n, { maximize });
           same(wasm, js, `${what} cold`);
           for (let step = 0; step < 3; step++) {
             const next = c.map((x) => x + (kind === 'int' ? rng.int(3) - 1 : 0.05 * rng.normal()));
             const warmStart = { colPotential: js.colPotential, rowPotential: js.rowPotential, rowToCol: js.rowToCol };
-            js = solveAssignment(next, n, n, { maximize, warmStart, implementation: 'js' });
+            js = solveSquareOracle(next, n, { maximize, warmStart });
             wasm = solveAssignment(next, n, n, { maximize, warmStart });
             same(wasm, js, `${what} warm step ${step}`);
             // A partial matching and potentials alone, too.
             const partial = Int32Array.from(js.rowToCol, (j, i) => (i % 3 === 0 ? -1 : j));
             same(
               solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential, rowToCol: partial } }),
-              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential, rowToCol: partial }, implementation: 'js' }),
+              solveSquareOracle(next, n, { maximize, warmStart: { colPotential: js.colPotential, rowToCol: partial } }),
               `${what} partial step ${step}`,
             );
             same(
               solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential } }),
-              solveAssignment(next, n, n, { maximize, warmStart: { colPotential: js.colPotential }, implementation: 'js' }),
+              solveSquareOracle(next, n, { maximize, warmStart: { colPotential: js.colPotential } }),
               `${what} potentials only step ${step}`,
             );
+            // Row potentials alone: the column potentials derived from them, alike on both sides.
+            const rowsOnly: WarmStart = { rowPotential: js.rowPotential, rowToCol: partial };
+            same(solveAssignment(next, n, n, { maximize, warmStart: rowsOnly }), solveSquareOracle(next, n, { maximize, warmStart: rowsOnly }), `${what} row potentials step ${step}`);
             c = next;
           }
         }
@@ -399,6 +404,78 @@ test('tie-heavy square problems of n ≥ 16 reach scipy’s optimum', { skip: py
   });
 });
 
+/** Every matrix of the shape with entries from `values`, as row-major arrays (values.length ** (rows·cols) of them). */
+function* everyMatrix(rows: number, cols: number, values: readonly number[]): Generator<Float64Array> {
+  const size = rows * cols;
+  const count = values.length ** size;
+  for (let code = 0; code < count; code++) {
+    const c = new Float64Array(size);
+    for (let k = 0, rest = code; k < size; k++, rest = Math.floor(rest / values.length)) c[k] = values[rest % values.length];
+    yield c;
+  }
+}
+
+// Which optimum is chosen when several tie matters beyond optimality: weight matching keeps a step's choice
+// and the next steps build on it. Two oracles pin it: the JavaScript search against its documented tie
+// rules (helpers/lap-naive.ts, written plainly from them), and the WebAssembly solver against its
+// JavaScript twin, on small integer matrices full of ties, every one of some shapes.
+test('ties: the JavaScript search picks the optimum its documented rules pick (every 0/1 matrix up to 3 × 4, random 0..2 ones up to 6 × 7)', () => {
+  const rng = createRng(41);
+  const check = (c: Float64Array, rows: number, cols: number, maximize: boolean, what: string) => {
+    const res = solveAssignment(c, rows, cols, { maximize });
+    assert.deepEqual(Array.from(res.rowToCol), naiveAssignment(c, rows, cols, { maximize }).rowToCol, `${what} max=${maximize}`);
+    assert.equal(res.objective, bruteForce(c, rows, cols, maximize), `${what} max=${maximize}`);
+    if (rows === cols) return res;
+    // Warm-started from the solve of a changed matrix (rectangular: the JavaScript route).
+    const changed = c.map((x) => (rng.next() < 0.3 ? x + rng.int(3) - 1 : x));
+    const before = solveAssignment(changed, rows, cols, { maximize });
+    for (const warmStart of [
+      { colPotential: before.colPotential, rowPotential: before.rowPotential, rowToCol: before.rowToCol },
+      { rowPotential: before.rowPotential, rowToCol: before.rowToCol },
+      { colPotential: before.colPotential },
+    ]) {
+      const warm = solveAssignment(c, rows, cols, { maximize, warmStart });
+      assert.deepEqual(Array.from(warm.rowToCol), naiveAssignment(c, rows, cols, { maximize, warmStart }).rowToCol, `${what} warm max=${maximize}`);
+      assert.equal(warm.objective, res.objective);
+    }
+    return res;
+  };
+  for (const [rows, cols] of [[2, 2], [3, 3], [1, 4], [2, 3], [3, 2], [2, 4], [4, 2], [3, 4], [4, 3]]) {
+    for (const c of everyMatrix(rows, cols, [0, 1])) for (const maximize of [false, true]) check(c, rows, cols, maximize, `${rows}x${cols} [${c}]`);
+  }
+  for (let trial = 0; trial < 600; trial++) {
+    const rows = 3 + rng.int(4);
+    const cols = 3 + rng.int(5);
+    const c = Float64Array.from({ length: rows * cols }, () => rng.int(3));
+    check(c, rows, cols, trial % 2 === 0, `${rows}x${cols} trial ${trial}`);
+  }
+});
+
+test('ties: the WebAssembly solver picks its JavaScript twin\'s optimum on every 0/1 matrix up to 3 × 3 and random 4 × 4 and 5 × 5 ones, cold and warm', () => {
+  const rng = createRng(43);
+  const random = (n: number, count: number) => Array.from({ length: count }, () => Float64Array.from({ length: n * n }, () => rng.int(2)));
+  for (const [n, matrices] of [[2, everyMatrix(2, 2, [0, 1])], [3, everyMatrix(3, 3, [0, 1])], [4, random(4, 1500)], [5, random(5, 500)]] as const) {
+    for (const c of matrices) {
+      for (const sign of [1, -1]) {
+        const maximize = sign < 0;
+        const twin = solveSquareOracle(c, n, { maximize });
+        const wasm = solveSquareWasm(c, n, sign, undefined);
+        assert.ok(wasm !== null && typeof wasm === 'object', `n=${n}`);
+        assert.deepEqual(wasm.rowToCol, twin.rowToCol, `n=${n} [${c}] max=${maximize}`);
+        assert.deepEqual(wasm.colPotential, twin.colPotential, `n=${n} [${c}] max=${maximize}`);
+        assert.equal(twin.objective, bruteForce(c, n, n, maximize));
+        // From the duals of a changed matrix, as weight matching's next step for the same permutation.
+        const changed = c.map((x) => (rng.next() < 0.3 ? 1 - x : x));
+        const start = solveSquareOracle(changed, n, { maximize });
+        const warmTwin = solveSquareOracle(c, n, { maximize, warmStart: start });
+        const warm = solveAssignment(c, n, n, { maximize, warmStart: start });
+        assert.deepEqual(warm.rowToCol, warmTwin.rowToCol, `n=${n} [${c}] warm max=${maximize}`);
+        assert.equal(warm.objective, twin.objective);
+      }
+    }
+  }
+});
+
 test('a leased solver: matrices solved in place, kept apart from other solves, updates added as in JavaScript', () => {
   const rng = createRng(77);
   const lease = leaseSolver({ matrices: [33, 20], largest: 33, updates: true });
@@ -415,7 +492,7 @@ test('a leased solver: matrices solved in place, kept apart from other solves, u
   assert.deepEqual(big, bigCopy);
   assert.deepEqual(small, smallCopy);
   const inPlace = solveAssignment(big, 33, 33, { maximize: true });
-  const copied = solveAssignment(Float64Array.from(big), 33, 33, { maximize: true, implementation: 'js' });
+  const copied = solveSquareOracle(Float64Array.from(big), 33, { maximize: true });
   assert.deepEqual(inPlace.rowToCol, copied.rowToCol);
   assert.deepEqual(inPlace.colPotential, copied.colPotential);
   // addInto: float64 += float32, bit for bit the sums of a JavaScript loop, odd lengths included.
@@ -445,7 +522,7 @@ test('entries near ±1e308 whose reduced costs overflow: the WebAssembly route e
   const code = 'ababbbbbbbbbbaabbbabbbbbabbbbbbababbabbbbbbbbbbbbabbbbbbbbbbbbbbbbbbbbbbbbbbbabbbbabbbbbbabbbbbbbabbbabbbababbbbaababbbbbabababbabbb1bbbabbbbbb0abbbbabbbbbbbbbbbabbabbabbabbbaabbbbabbbbbbbbbbbbbbbabbbbbbbbbababbbbbbab2bbbbbbabbabaabbabbbabababbbaabbabbbbbbbbbbbabaabbabbbbbabbaabbbbbbbbbab';
   const value: Record<string, number> = { a: -9e307, b: 9e307, '0': 0, '1': 1, '2': 2 };
   const c = Float64Array.from(code, (ch) => value[ch]);
-  assert.throws(() => solveAssignment(c, 17, 17, { implementation: 'js' }), isInput(/infeasible/));
+  assert.throws(() => solveSquareOracle(c, 17), isInput(/infeasible/));
   assert.throws(() => solveAssignment(c, 17, 17), isInput(/infeasible/));
   // And a seeded sweep of such matrices: the same outcome on both routes, error or answer bit for bit.
   const rng = createRng(3);
@@ -458,15 +535,15 @@ test('entries near ±1e308 whose reduced costs overflow: the WebAssembly route e
       const u = rng.next();
       return u < pBig ? big : u < pBig + pNeg ? -big : rng.int(3);
     });
-    const run = (implementation?: 'js') => {
+    const run = (solve: () => AssignmentResult) => {
       try {
-        return solveAssignment(m, n, n, { implementation });
+        return solve();
       } catch (e) {
         return (e as Error).message;
       }
     };
-    const js = run('js');
-    const wasm = run();
+    const js = run(() => solveSquareOracle(m, n));
+    const wasm = run(() => solveAssignment(m, n, n));
     if (typeof js === 'string' || typeof wasm === 'string') assert.equal(wasm, js, `trial ${trial}`);
     else {
       assert.deepEqual(wasm.rowToCol, js.rowToCol, `trial ${trial}`);

@@ -218,16 +218,17 @@ export interface SquareSolution {
 /**
  * Solves the square minimisation problem sign · cost (n × n), cold or warm-started from column potentials
  * and a matching (−1 for an unmatched row; it must use no column twice). Returns the solution, 'reject'
- * for a NaN or −Infinity entry in sign · cost, or null where WebAssembly is not available, the problem does
- * not fit in its memory, or the matrix holds +Infinity (forbidden pairs): the caller then solves in
- * JavaScript.
+ * for a NaN or −Infinity entry in sign · cost, 'overflow' where reduced costs overflowed to infinity
+ * (entries near ±1e308: the JavaScript twin reports such a problem infeasible), or null where WebAssembly
+ * is not available, the problem does not fit in its memory, or the matrix holds +Infinity (forbidden
+ * pairs): the caller then solves in JavaScript.
  */
 export function solveSquareWasm(
   cost: Float64Array | Float32Array,
   n: number,
   sign: number,
   warm: { colPotential: Float64Array; rowToCol?: Int32Array } | undefined,
-): SquareSolution | 'reject' | null {
+): SquareSolution | 'reject' | 'overflow' | null {
   const lease = cost instanceof Float64Array ? leased.get(cost.buffer as ArrayBuffer) : undefined;
   if (lease !== undefined && lease.workN >= n && cost.length === n * n) {
     return solveIn(lease.wasm, cost.byteOffset, n, sign, warm);
@@ -252,7 +253,7 @@ function solveIn(
   n: number,
   sign: number,
   warm: { colPotential: Float64Array; rowToCol?: Int32Array } | undefined,
-): SquareSolution | 'reject' | null {
+): SquareSolution | 'reject' | 'overflow' | null {
   const { f64, i32, u, v, dist, settledDist, col4row, row4col, pred, settledCols, scannedRows, argmin, given, queue } = layout(n);
   const buffer = wasm.memory.buffer;
   if (warm !== undefined) {
@@ -263,7 +264,8 @@ function solveIn(
   }
   const code = wasm.solve(n, sign, warm === undefined ? 0 : 1, c, u, v, col4row, row4col, dist, pred, settledCols, settledDist, scannedRows, argmin, given, queue);
   if (code === 2) return 'reject';
-  // 3: forbidden pairs; 4: reduced costs overflowed. The JavaScript solver handles both (and reports the latter).
+  if (code === 4) return 'overflow';
+  // 3: forbidden pairs, left to the JavaScript search.
   if (code !== 0) return null;
   return {
     rowToCol: new Int32Array(buffer.slice(col4row, col4row + i32)),

@@ -12,6 +12,13 @@
  * matched, and a free column keeps the largest column potential, which is what makes the rectangular
  * result optimal and not just a matching of the rows.
  *
+ * Square problems of 16 and more, and warm-started square ones, go to the WebAssembly solver
+ * (lap-wasm.ts, from asm/lap.ts), which starts from Jonker and Volgenant's column reduction (or the warm
+ * start) and augmenting row reduction before the same search. Its JavaScript twin,
+ * test/helpers/lap-oracle.ts, is the test oracle it must equal bit for bit. Everything else (rectangular
+ * and small problems, forbidden pairs, no WebAssembly) runs the search here, from zero potentials or from
+ * the warm start; it reaches the same optimum, though with tied optima it may choose another of them.
+ *
  * Pure: the input cost array is never written to. No allocation happens inside the search loops.
  */
 import { InputError } from '../errors.js';
@@ -42,12 +49,6 @@ export interface AssignmentOptions {
    * are not tight under the given potentials are dropped, and only the remaining rows are searched.
    */
   readonly warmStart?: WarmStart;
-  /**
-   * 'auto' (default): square problems of 16 and more (any warm-started one with column potentials) are
-   * solved by the WebAssembly build of this solver where available (lap-wasm.ts: same answer bit for bit,
-   * faster); 'js' keeps to JavaScript.
-   */
-  readonly implementation?: 'auto' | 'js';
 }
 
 export interface AssignmentResult {
@@ -83,24 +84,26 @@ export function solveAssignment(
   }
   const maximize = opts.maximize === true;
   const transpose = rows > cols;
-  // The solver reads sign · c[i][j] (the minimisation form) from an nr × nc matrix with nr ≤ nc: the
-  // input itself when it is a Float64Array of that shape, else a transposed / widened copy. Not copying
-  // matters on easy problems, where the copy costs as much as the solve.
   const nr = transpose ? cols : rows;
   const nc = transpose ? rows : cols;
-  // A square start reads every entry in its first pass and checks them there; others get a pass of their own.
-  const square = nr === nc && (opts.warmStart !== undefined || nr >= 16);
   const reject = () => checkEntries(cost, rows, cols, maximize);
-  if (!square) reject();
-  if (square && opts.implementation !== 'js') {
+  // Square problems (cold from 16 up, or warm-started) are solved by the WebAssembly solver, which checks
+  // the entries in its first pass. Where it cannot (no WebAssembly, forbidden pairs, beyond its 4 GiB), and
+  // for every other problem, the JavaScript search below solves it.
+  if (nr === nc && (opts.warmStart !== undefined || nr >= 16)) {
     const solved = solveSquareInWasm(cost, nr, maximize, opts.warmStart);
     if (solved === 'reject') reject();
+    if (solved === 'overflow') throw infeasible(nr, nc);
     if (solved !== null && solved !== 'reject') {
       let objective = 0;
       for (let i = 0; i < rows; i++) objective += cost[i * cols + solved.rowToCol[i]];
       return { ...solved, objective };
     }
   }
+  reject();
+  // The search reads sign · c[i][j] (the minimisation form) from an nr × nc matrix with nr ≤ nc: the
+  // input itself when it is a Float64Array of that shape, else a transposed / widened copy. Not copying
+  // matters on easy problems, where the copy costs as much as the solve.
   const direct = !transpose && cost instanceof Float64Array;
   const c = direct ? cost : workingCopy(cost, rows, cols, maximize, transpose);
   const sign = direct && maximize ? -1 : 1;
@@ -109,13 +112,7 @@ export function solveAssignment(
   const v = new Float64Array(nc);
   const col4row = new Int32Array(nr).fill(-1);
   const row4col = new Int32Array(nc).fill(-1);
-  // A cold square problem starts from Jonker–Volgenant's column reduction: each column's potential is
-  // its minimum, and a row that is some column's minimum takes it. That matches many rows at no search
-  // cost (measured: about 30% less time on uniform random 512–2048 matrices, neutral on easy ones).
-  if (square) {
-    // Square problems start from Jonker–Volgenant's reductions, cold or from a warm start (squareStart).
-    squareStart(c, sign, nr, opts.warmStart, rows, cols, u, v, col4row, row4col, reject);
-  } else if (opts.warmStart !== undefined) {
+  if (opts.warmStart !== undefined) {
     prepareWarmStart(c, sign, nr, nc, rows, cols, transpose, opts.warmStart, u, v, col4row, row4col);
   }
   augmentAllFreeRows(c, sign, nr, nc, u, v, col4row, row4col);
@@ -138,19 +135,23 @@ export function solveAssignment(
 }
 
 /**
- * The WebAssembly route for a square problem, where it applies: cold, or warm with column potentials and
- * a valid matching (anything else, bad input included, takes the JavaScript route, which reports it).
+ * The WebAssembly route for a square problem: cold, or warm with column potentials (given, or the best
+ * ones for given row potentials, as the JavaScript twin derives them) and a valid matching. Anything else,
+ * bad warm-start input included, takes the JavaScript route, which reports it.
  */
 function solveSquareInWasm(
   cost: Float64Array | Float32Array,
   n: number,
   maximize: boolean,
   warm: WarmStart | undefined,
-): SquareSolution | 'reject' | null {
-  if (warm === undefined) return solveSquareWasm(cost, n, maximize ? -1 : 1, undefined);
-  const { colPotential, rowPotential, rowToCol } = warm;
-  if (colPotential === undefined || colPotential.length !== n) return null;
+): SquareSolution | 'reject' | 'overflow' | null {
+  const sign = maximize ? -1 : 1;
+  if (warm === undefined) return solveSquareWasm(cost, n, sign, undefined);
+  const { rowPotential, rowToCol } = warm;
   if (rowPotential !== undefined && rowPotential.length !== n) return null;
+  let colPotential = warm.colPotential;
+  if (colPotential === undefined && rowPotential !== undefined) colPotential = bestColumnPotentials(cost, sign, n, rowPotential);
+  if (colPotential === undefined || colPotential.length !== n) return null;
   if (rowToCol !== undefined) {
     if (rowToCol.length !== n) return null;
     const used = new Uint8Array(n);
@@ -161,7 +162,21 @@ function solveSquareInWasm(
       used[j] = 1;
     }
   }
-  return solveSquareWasm(cost, n, maximize ? -1 : 1, { colPotential, rowToCol });
+  return solveSquareWasm(cost, n, sign, { colPotential, rowToCol });
+}
+
+/** v[j] = min over i of sign · c[i][j] − u[i]: the best column potentials for row potentials u. */
+function bestColumnPotentials(cost: Float64Array | Float32Array, sign: number, n: number, u: Float64Array): Float64Array {
+  const v = new Float64Array(n).fill(Infinity);
+  for (let i = 0; i < n; i++) {
+    const base = i * n;
+    const ui = u[i];
+    for (let j = 0; j < n; j++) {
+      const r = sign * cost[base + j] - ui;
+      if (r < v[j]) v[j] = r;
+    }
+  }
+  return v;
 }
 
 /** Reject NaN and the infinity that would make a pair infinitely attractive (no optimum exists then). */
@@ -195,208 +210,6 @@ function workingCopy(
     else for (let j = 0; j < cols; j++) out[base + j] = sign * cost[base + j];
   }
   return out;
-}
-
-/**
- * The start of a square n × n minimisation problem (sign · c): potentials u, v and a partial matching with
- * every reduced cost c − u − v ≥ 0 and every matched pair at reduced cost 0, which is what the search
- * (augmentAllFreeRows) needs; it then matches the rows left free.
- *
- * Cold, Jonker and Volgenant's start: column reduction (each column's potential is its minimum; a row that
- * is some column's minimum takes it, u = 0) then augmenting row reduction. Measured: about a third less
- * time than column reduction alone on uniform and Gaussian matrices of 512–2048.
- *
- * Warm (an earlier solve of a similar problem: weight matching's previous step for the same permutation):
- * the given column potentials (or the best ones for the given row potentials), u[i] = the row's minimum
- * reduced cost, the given pairs that are still tight, then augmenting row reduction for the rest. Without
- * that last step a changed matrix leaves nearly every pair untight (any change of a continuous cost breaks
- * equality) and the search would match every row from scratch: measured slower than a cold start.
- */
-function squareStart(
-  c: Float64Array,
-  sign: number,
-  n: number,
-  warm: WarmStart | undefined,
-  rows: number,
-  cols: number,
-  u: Float64Array,
-  v: Float64Array,
-  rowToCol: Int32Array,
-  colToRow: Int32Array,
-  reject: () => void,
-): void {
-  if (warm === undefined) {
-    v.fill(Infinity);
-    const argmin = new Int32Array(n).fill(-1);
-    for (let i = 0; i < n; i++) {
-      const base = i * n;
-      for (let j = 0; j < n; j++) {
-        const x = sign * c[base + j];
-        // False for NaN and for −Infinity (an infinitely attractive pair): checkEntries names the entry.
-        if (!(x > -Infinity)) reject();
-        if (x < v[j]) {
-          v[j] = x;
-          argmin[j] = i;
-        }
-      }
-    }
-    // A column forbidden everywhere (potential +Infinity) would make c − v meaningless: leave it all to the search.
-    if (!v.every(Number.isFinite)) {
-      v.fill(0);
-      rowMinima(c, sign, n, v, u, reject);
-      return;
-    }
-    u.fill(0);
-    // Later columns first, as Jonker and Volgenant do; a row already taken keeps its first column.
-    for (let j = n - 1; j >= 0; j--) {
-      const i = argmin[j];
-      if (i >= 0 && rowToCol[i] < 0) {
-        rowToCol[i] = j;
-        colToRow[j] = i;
-      }
-    }
-  } else {
-    checkLength(warm.colPotential, n, 'colPotential', rows, cols);
-    checkLength(warm.rowPotential, n, 'rowPotential', rows, cols);
-    checkLength(warm.rowToCol, n, 'rowToCol', rows, cols);
-    if (warm.colPotential !== undefined) v.set(warm.colPotential);
-    else if (warm.rowPotential !== undefined) {
-      v.fill(Infinity);
-      for (let i = 0; i < n; i++) {
-        const base = i * n;
-        const ui = warm.rowPotential[i];
-        for (let j = 0; j < n; j++) {
-          const r = sign * c[base + j] - ui;
-          if (r < v[j]) v[j] = r;
-        }
-      }
-    }
-    // A non-finite v (a column forbidden everywhere, or bad input) would poison the reduced costs.
-    for (let j = 0; j < n; j++) if (!Number.isFinite(v[j])) v[j] = 0;
-    const argmin = new Int32Array(n);
-    rowMinima(c, sign, n, v, u, reject, argmin);
-    if (u.some((x) => x === Infinity)) throw infeasible(n, n);
-    const given = warm.rowToCol;
-    if (given !== undefined) {
-      for (let i = 0; i < n; i++) {
-        const j = given[i];
-        if (j === -1) continue;
-        if (!Number.isInteger(j) || j < 0 || j >= n) {
-          throw new InputError(`assignment warm start: rowToCol[${i}] = ${j} is not a column of a ${rows}x${cols} matrix`);
-        }
-        if (colToRow[j] >= 0) throw new InputError(`assignment warm start: rowToCol uses column ${j} twice`);
-        // Reserve the column even if the pair is dropped, so a repeat is still caught.
-        colToRow[j] = -2;
-        if (sign * c[i * n + j] - v[j] <= u[i]) {
-          rowToCol[i] = j;
-          colToRow[j] = i;
-        }
-      }
-      for (let j = 0; j < n; j++) if (colToRow[j] === -2) colToRow[j] = -1;
-    }
-    // A row whose pair was dropped takes its cheapest column when that one is free: tight at no cost, as in
-    // column reduction; the rest go to augmenting row reduction.
-    for (let i = 0; i < n; i++) {
-      const j = argmin[i];
-      if (rowToCol[i] < 0 && colToRow[j] < 0) {
-        rowToCol[i] = j;
-        colToRow[j] = i;
-      }
-    }
-  }
-  augmentingRowReduction(c, sign, n, u, v, rowToCol, colToRow);
-}
-
-/**
- * u[i] = min over j of sign · c[i][j] − v[j] (the best row potentials for a finite v), at column argmin[i];
- * `reject` is called on an entry that is NaN or −Infinity.
- */
-function rowMinima(c: Float64Array, sign: number, n: number, v: Float64Array, u: Float64Array, reject: () => void, argmin?: Int32Array): void {
-  for (let i = 0; i < n; i++) {
-    const base = i * n;
-    let m = Infinity;
-    let at = 0;
-    for (let j = 0; j < n; j++) {
-      const r = sign * c[base + j] - v[j];
-      if (!(r > -Infinity)) reject();
-      if (r < m) {
-        m = r;
-        at = j;
-      }
-    }
-    u[i] = m;
-    if (argmin !== undefined) argmin[i] = at;
-  }
-}
-
-/**
- * Jonker and Volgenant's augmenting row reduction, two rounds: each free row takes its cheapest column
- * under v, lowering that column's potential so the row is indifferent between it and its second best, and
- * the row it displaces becomes free. Assigned pairs stay tight and reduced costs stay ≥ 0 (lowering v[j]
- * only raises column j's reduced costs), and u stays feasible (at most each row's minimum). Writes u, v,
- * rowToCol and colToRow.
- */
-function augmentingRowReduction(
-  c: Float64Array,
-  sign: number,
-  n: number,
-  u: Float64Array,
-  v: Float64Array,
-  rowToCol: Int32Array,
-  colToRow: Int32Array,
-): void {
-  let free = Int32Array.from({ length: n }, (_, i) => i).filter((i) => rowToCol[i] < 0);
-  // Near-ties can make rows trade a column back and forth by tiny price steps; a budget bounds that, and
-  // whatever is still free then is left to the exact search.
-  let budget = 4 * n;
-  for (let round = 0; round < 2 && free.length > 0; round++) {
-    const next: number[] = [];
-    const queue = Array.from(free);
-    for (let k = 0; k < queue.length && budget-- > 0; k++) {
-      const i = queue[k];
-      const base = i * n;
-      let umin = Infinity;
-      let usub = Infinity;
-      let j1 = -1;
-      let j2 = -1;
-      for (let j = 0; j < n; j++) {
-        const h = sign * c[base + j] - v[j];
-        if (h < usub) {
-          if (h >= umin) {
-            usub = h;
-            j2 = j;
-          } else {
-            usub = umin;
-            j2 = j1;
-            umin = h;
-            j1 = j;
-          }
-        }
-      }
-      if (j1 < 0 || umin === Infinity) continue; // a row with no allowed column: the search reports it
-      let displaced = colToRow[j1];
-      if (umin < usub) {
-        // Make j1 exactly as dear as the second best for this row; a displaced row retries at once. (No
-        // second best, usub = Infinity: the row takes j1 as it is.)
-        if (usub !== Infinity) v[j1] -= usub - umin;
-      } else if (displaced >= 0 && j2 >= 0) {
-        // A tie: take the second best instead, displacing its row (if any) to the next round.
-        j1 = j2;
-        displaced = colToRow[j2];
-      }
-      if (displaced >= 0) rowToCol[displaced] = -1;
-      rowToCol[i] = j1;
-      colToRow[j1] = i;
-      // The row's minimum reduced cost is now usub (j1 was raised to it), or umin on a tie; taking the
-      // pair's own reduced cost when rounding puts it below keeps that pair from going negative.
-      u[i] = Math.min(usub, sign * c[base + j1] - v[j1]);
-      if (displaced >= 0) {
-        if (umin < usub) queue.splice(k + 1, 0, displaced);
-        else next.push(displaced);
-      }
-    }
-    free = Int32Array.from(next);
-  }
 }
 
 function infeasible(nr: number, nc: number): InputError {
@@ -441,8 +254,8 @@ function augmentAllFreeRows(
       // Relax every unsettled column through row i and pick the nearest one; on ties prefer a free
       // column, where the search can stop at once. A settled column has dist = NaN, which fails every
       // comparison below: that drops it from the scan without a branch or an index list, and keeps the
-      // loop a sequential pass over the cost row, v and dist (measured faster than visiting a packed
-      // list of unsettled columns, whose gathers from the cost row defeat the cache prefetcher).
+      // loop a sequential pass over the cost row, v and dist (faster than visiting a packed list of
+      // unsettled columns, whose gathers from the cost row defeat the cache prefetcher).
       const base = i * nc;
       const offset = minVal - u[i];
       let lowest = Infinity;
@@ -451,7 +264,7 @@ function augmentAllFreeRows(
         const d = dist[j];
         const r = offset + sign * c[base + j] - v[j];
         // Two branches rather than "relax, then compare": each path does one comparison against lowest
-        // in the common case (measured ~10% faster).
+        // in the common case.
         if (r < d) {
           dist[j] = r;
           pred[j] = i;

@@ -55,7 +55,7 @@ export interface WeightMatchingOptions {
   onProgress?: (event: MatchProgress) => void;
   /**
    * Start each assignment from the previous solve's duals for the same permutation (default true): exact
-   * either way, and much faster over many passes (ResNet-50-shaped random pair: 10 s instead of 18 s). Where
+   * either way, and much faster over many passes (BENCHMARKS.md). Where
    * a step has several optimal assignments, a warm start may pick another one than a cold solve, so the
    * path can differ from a plain run's; with unique optima (continuous weights) it never does (tested).
    */
