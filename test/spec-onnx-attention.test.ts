@@ -29,7 +29,7 @@ import { headPermutation, randomSpecPerms } from '../src/spec/heads.js';
 import { type OnnxSpec, specFromOnnx } from '../src/spec/onnx-graph.js';
 import { type PermutationSpec, permSizes, validateSpec } from '../src/spec/spec.js';
 import type { Params } from '../src/tensor.js';
-import { gather, maxAbsDiff, randomInput, run, withOutputs } from './helpers/onnx-graphs.js';
+import { type Attr, type Built, build, gather, int, ints, maxAbsDiff, randomInput, run, vi, withOutputs } from './helpers/onnx-graphs.js';
 
 const DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'test', 'fixtures', 'onnx-attention');
 const E = 16;
@@ -180,3 +180,63 @@ for (const style of ['sep', 'fused']) {
     }
   });
 }
+
+/**
+ * One attention layer by hand: x [N, 4, 6] → q, k, v (6 = 2 heads × 3) → scores (+ a mask) → softmax → ·v →
+ * heads merged → out-projection to 5. `qSplit` is q's Reshape target (k and v use [0, 0, 2, 3]).
+ */
+function attentionLayer(label: string, mask: 'none' | 'tokens' | 'heads', qSplit = [0, 0, 2, 3]): Built {
+  const inits: Record<string, number[]> = { wq: [6, 6], bq: [6], wk: [6, 6], bk: [6], wv: [6, 6], bv: [6], wo: [6, 5] };
+  if (mask !== 'none') inits.mask = mask === 'heads' ? [1, 2, 4, 4] : [4, 4];
+  const proj = (p: string): Attr[] => [
+    { name: `${p}mm`, op_type: 'MatMul', input: ['x', `w${p}`], output: [`${p}0`] },
+    { name: `${p}add`, op_type: 'Add', input: [`${p}0`, `b${p}`], output: [`${p}1`] },
+    { name: `${p}split`, op_type: 'Reshape', input: [`${p}1`, p === 'q' ? 'qsplit' : 'split'], output: [`${p}2`] },
+    { name: `${p}t`, op_type: 'Transpose', input: [`${p}2`], output: [`${p}h`], attribute: [ints('perm', p === 'k' ? [0, 2, 3, 1] : [0, 2, 1, 3])] },
+  ];
+  const nodes: Attr[] = [
+    ...proj('q'), ...proj('k'), ...proj('v'),
+    { name: 'qk', op_type: 'MatMul', input: ['qh', 'kh'], output: ['s0'] },
+    ...(mask === 'none' ? [] : [{ name: 'mask', op_type: 'Add', input: ['s0', 'mask'], output: ['s1'] }]),
+    { name: 'softmax', op_type: 'Softmax', input: [mask === 'none' ? 's0' : 's1'], output: ['a'], attribute: [int('axis', -1)] },
+    { name: 'av', op_type: 'MatMul', input: ['a', 'vh'], output: ['o0'] },
+    { name: 'ot', op_type: 'Transpose', input: ['o0'], output: ['o1'], attribute: [ints('perm', [0, 2, 1, 3])] },
+    { name: 'merge', op_type: 'Reshape', input: ['o1', 'merge'], output: ['o2'] },
+    { name: 'out', op_type: 'MatMul', input: ['o2', 'wo'], output: ['y'] },
+  ];
+  return build(label, inits, nodes, vi('x', ['N', 4, 6]), vi('y', ['N', 4, 5]), { int64: { split: [0, 0, 2, 3], qsplit: qSplit, merge: [0, 0, 6] } });
+}
+
+test('a hand-built attention layer: q/k and v form one head group; head-structured permutations keep the output, cross-head ones change it', async () => {
+  const { model, params } = attentionLayer('attention', 'tokens');
+  const derived = specFromOnnx(model, { strict: true });
+  const qk = permOn(derived.spec, 'wq', 1);
+  const v = permOn(derived.spec, 'wv', 1);
+  assert.ok(qk !== null && v !== null && qk !== v);
+  assert.equal(permOn(derived.spec, 'wk', 1), qk);
+  assert.equal(permOn(derived.spec, 'wo', 0), v);
+  assert.deepEqual(Object.values(derived.spec.heads ?? {}), [{ count: 2, perms: [qk, v] }]);
+  const sizes = permSizes(derived.spec, params);
+  const feeds = { x: randomInput([2, 4, 6], 1) };
+  for (const seed of [1, 2, 3]) {
+    const { out } = await outputChange(model, params, derived, randomSpecPerms(derived.spec, sizes, seed), feeds);
+    assert.ok(out < 1e-5, `seed ${seed}: output changed by ${out}`);
+  }
+  for (const p of [qk, v]) {
+    const { out } = await outputChange(model, params, derived, { ...randomSpecPerms(derived.spec, sizes, 4), [p]: crossHeadPerm(6, 2, 5) }, feeds);
+    assert.ok(out > 1e-2, `a cross-head permutation of '${p}' changed the output by only ${out}`);
+  }
+});
+
+test('a mask that varies along the heads, or q split into other heads than k: the attention is left unpermuted, with the reason', () => {
+  for (const [label, built, reason] of [
+    ['mask over heads', attentionLayer('mask-heads', 'heads'), /node 'mask' \(Add\) combines attention heads with 'mask', which varies along them/],
+    ['q in 3 heads, k in 2', attentionLayer('split-mismatch', 'none', [0, 0, 3, 2]), /heads/],
+  ] as const) {
+    const derived = specFromOnnx(built.model);
+    for (const t of ['wq', 'wk', 'wv']) assert.equal(permOn(derived.spec, t, 1), null, `${label}: ${t}`);
+    assert.equal(derived.spec.heads, undefined, label);
+    assert.ok(derived.fixed.some((f) => reason.test(f.reason)), `${label}: ${derived.fixed.map((f) => f.reason).join('; ')}`);
+    assert.throws(() => specFromOnnx(built.model, { strict: true }), label === 'mask over heads' ? reason : /./);
+  }
+});
