@@ -138,13 +138,80 @@ test('weight matching is deterministic for a seed and reports progress', async (
   assert.equal(limited.iterations, 1);
 });
 
+/**
+ * Every hidden unit of a one-hidden-layer torch MLP rescaled by its own factor: its row of layer0.weight,
+ * its bias and its column of layer1.weight (the whole vector the cosine score normalises).
+ */
+function rescaleHiddenUnits(params: Params, factors: readonly number[]): Record<string, Tensor> {
+  const [w0, b0, w1] = [params['layer0.weight'], params['layer0.bias'], params['layer1.weight']];
+  const [hidden, fanIn] = w0.shape;
+  const scaled = (t: Tensor, unitOf: (k: number) => number): Tensor => ({ shape: t.shape, data: t.data.map((v, k) => v * factors[unitOf(k)]) });
+  return {
+    ...params,
+    'layer0.weight': scaled(w0, (k) => Math.floor(k / fanIn)),
+    'layer0.bias': scaled(b0, (k) => k),
+    'layer1.weight': scaled(w1, (k) => k % hidden),
+  };
+}
+
+/** Hidden unit j's concatenated weights (row of layer0.weight, bias, column of layer1.weight), by hand. */
+function unitVector(params: Params, j: number): number[] {
+  const [w0, b0, w1] = [params['layer0.weight'], params['layer0.bias'], params['layer1.weight']];
+  const [hidden, fanIn] = w0.shape;
+  const row = Array.from(w0.data.subarray(j * fanIn, (j + 1) * fanIn));
+  const column = Array.from({ length: w1.shape[0] }, (_, o) => w1.data[o * hidden + j]);
+  return [...row, b0.data[j], ...column];
+}
+
 test('cosine weight matching: recovers a permuted copy even when B is rescaled', async () => {
-  const a = randomMlp([6, 16, 16, 4], 'torch', 8);
-  const spec = mlpSpec(2);
+  const a = randomMlp([6, 16, 4], 'torch', 8);
+  const spec = mlpSpec(1);
   const hidden = randomPerms(permSizes(spec, a), 3);
-  const b = applyPermutation(spec, hidden, a);
+  // Factors from 1/30 to 30: B's units differ from A's by their lengths alone, which cosine ignores. (Each
+  // true pair scores the largest cosine, 1, so a score that divides by only one side's norms recovers the copy
+  // too: the brute-force test below, on unrelated nets, is the one that tells them apart.)
+  const rng = createRng(11);
+  const factors = Array.from({ length: 16 }, () => Math.exp((rng.next() * 2 - 1) * Math.log(30)));
+  const b = rescaleHiddenUnits(applyPermutation(spec, hidden, a), factors);
   const r = await weightMatching({ spec, paramsA: a, paramsB: b, score: 'cosine', seed: 2 });
-  for (const [p, h] of Object.values(hidden).entries()) assert.deepEqual(Object.values(r.perms)[p], inversePermutation(h));
+  assert.deepEqual(r.perms.P_0, inversePermutation(hidden.P_0));
+});
+
+/** The permutation (A unit i -> B unit perm[i]) with the largest Σ scores[i][perm[i]], over all of them. */
+function bestAssignment(scores: number[][]): number[] {
+  let best = -Infinity;
+  let bestPerm: number[] = [];
+  for (const perm of permutationsOf(scores.length)) {
+    const total = perm.reduce((s, j, i) => s + scores[i][j], 0);
+    if (total > best) [best, bestPerm] = [total, perm];
+  }
+  return bestPerm;
+}
+
+test('cosine weight matching picks the assignment with the largest sum of hand-computed cosines (brute force)', async () => {
+  // One permutation, so weight matching is a single assignment: its result must be the brute-force optimum.
+  const n = 7;
+  const spec = mlpSpec(1);
+  const rng = createRng(21);
+  let dotDisagrees = 0;
+  for (let seed = 1; seed <= 10; seed++) {
+    const a = randomMlp([5, n, 3], 'torch', 100 + seed);
+    const factors = Array.from({ length: n }, () => Math.exp((rng.next() * 2 - 1) * Math.log(20)));
+    const b = rescaleHiddenUnits(randomMlp([5, n, 3], 'torch', 200 + seed), factors);
+    const inner = (u: number[], v: number[]): number => u.reduce((s, x, k) => s + x * v[k], 0);
+    const dots: number[][] = [];
+    const cosines: number[][] = [];
+    for (let i = 0; i < n; i++) {
+      const u = unitVector(a, i);
+      dots.push(Array.from({ length: n }, (_, j) => inner(u, unitVector(b, j))));
+      cosines.push(Array.from({ length: n }, (_, j) => inner(u, unitVector(b, j)) / Math.sqrt(inner(u, u) * inner(unitVector(b, j), unitVector(b, j)))));
+    }
+    const r = await weightMatching({ spec, paramsA: a, paramsB: b, score: 'cosine', seed });
+    assert.deepEqual([...r.perms.P_0], bestAssignment(cosines), `seed ${seed}`);
+    if (bestAssignment(dots).join() !== bestAssignment(cosines).join()) dotDisagrees++;
+  }
+  // The lengths matter in these cases: the dot product's optimum is another assignment in most of them.
+  assert.ok(dotDisagrees >= 5, `dot and cosine optima differ in only ${dotDisagrees} of 10 cases`);
 });
 
 test('initial permutations are validated and used', async () => {
