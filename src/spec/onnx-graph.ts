@@ -26,6 +26,7 @@
  */
 import { InputError } from '../errors.js';
 import { type OnnxGraph, type OnnxGraphValue, type OnnxModel, type OnnxNode, type OnnxTensorValue, isFloatDtype, onnxInitializerValue } from '../io/onnx.js';
+import { type DimOf, type IntEntry, type Mono, asProduct, intArithmetic, known, monoDiv, monoEq, monoMul } from './onnx-sizes.js';
 import { type AxisRef, type HeadGroup, type PermutationSpec, type Segmentation, specFromAxes } from './spec.js';
 
 /** One graph value whose `axis` carries a permutation: where to record activations for matching. */
@@ -83,21 +84,6 @@ interface ChanValue {
    * head permutation of class `cls`'s head group; `axis` is then `heads.axis`).
    */
   readonly heads?: { readonly axis: number; readonly count: number; readonly units: boolean };
-}
-
-/**
- * One entry of a small integer tensor whose contents we follow (Reshape targets, axes, pads): a number, or
- * "dimension `axis` of value `of`" when that size is only known at run time (from a Shape node).
- */
-type IntEntry = number | DimOf | DimProduct;
-interface DimOf {
-  readonly of: string;
-  readonly axis: number;
-}
-/** `k` times the product of sizes known only at run time (`bsz * num_heads` in a Reshape target). */
-interface DimProduct {
-  readonly k: number;
-  readonly dims: readonly DimOf[];
 }
 
 /**
@@ -529,40 +515,6 @@ function intEntries(w: Walk, name: string | undefined): readonly IntEntry[] | nu
   if (name === undefined || name === '') return null;
   const v = w.values.get(name);
   return v?.kind === 'plain' && v.ints !== undefined ? v.ints : null;
-}
-
-const isDimOf = (e: IntEntry): e is DimOf => typeof e === 'object' && 'of' in e;
-
-/** An entry as k × sizes known at run time. */
-function asProduct(e: IntEntry): DimProduct {
-  if (typeof e === 'number') return { k: e, dims: [] };
-  return isDimOf(e) ? { k: 1, dims: [e] } : e;
-}
-
-/**
- * Elementwise integer arithmetic on followed sizes (scalars broadcast), as ONNX does it on int64: Div
- * truncates. Sums and quotients of run-time sizes are not followed (null); products are.
- */
-function intArithmetic(op: string, args: readonly (readonly IntEntry[])[]): IntEntry[] | null {
-  if (args.length !== 2 || !['Add', 'Sub', 'Mul', 'Div'].includes(op)) return null;
-  const [a, b] = args;
-  const n = Math.max(a.length, b.length);
-  if ((a.length !== n && a.length !== 1) || (b.length !== n && b.length !== 1)) return null;
-  const out: IntEntry[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = a[a.length === 1 ? 0 : i];
-    const y = b[b.length === 1 ? 0 : i];
-    if (typeof x === 'number' && typeof y === 'number') {
-      if (op === 'Div' && y === 0) return null;
-      const v = op === 'Add' ? x + y : op === 'Sub' ? x - y : op === 'Mul' ? x * y : Math.trunc(x / y);
-      if (!Number.isSafeInteger(v)) return null;
-      out.push(v);
-    } else if (op === 'Mul') {
-      const [p, q] = [asProduct(x), asProduct(y)];
-      out.push({ k: p.k * q.k, dims: [...p.dims, ...q.dims] });
-    } else return null;
-  }
-  return out;
 }
 
 /** Integer contents of a value when every entry is known before run time (constant axes, shapes). */
@@ -1106,31 +1058,6 @@ function handleFlatten(w: Walk, node: OnnxNode): void {
 }
 
 /**
- * A dimension as a product: a known factor times sizes known only at run time, each named by a symbol
- * (`#i`: dimension i of the Reshape's input; `?i`: an unknown size). Lets a Reshape whose target is computed
- * from the input's own Shape (`x.view(x.size(0), -1)`) be followed without knowing the batch size.
- */
-interface Mono {
-  readonly k: number;
-  readonly syms: readonly string[];
-}
-
-const monoMul = (ms: readonly Mono[]): Mono => ({ k: ms.reduce((p, m) => p * m.k, 1), syms: ms.flatMap((m) => m.syms).sort() });
-const monoEq = (a: Mono, b: Mono): boolean => a.k === b.k && a.syms.length === b.syms.length && a.syms.every((s, i) => s === b.syms[i]);
-
-/** a / b when it is a product of the same kind (b's symbols all in a, factor divisible), else null. */
-function monoDiv(a: Mono, b: Mono): Mono | null {
-  if (b.k === 0 || a.k % b.k !== 0) return null;
-  const rest = [...a.syms];
-  for (const s of b.syms) {
-    const i = rest.indexOf(s);
-    if (i < 0) return null;
-    rest.splice(i, 1);
-  }
-  return { k: a.k / b.k, syms: rest };
-}
-
-/**
  * The target of a Reshape of `inShape` as products (`inDims`: the input's dims as products, unknown ones
  * as symbols `#i`): copies (0) and sizes taken with Shape of this very input become those dims, -1 the
  * quotient when it can be computed.
@@ -1157,8 +1084,6 @@ function reshapeTarget(w: Walk, node: OnnxNode, inDims: readonly Mono[], target:
   if (minus >= 0) out[minus] = monoDiv(monoMul(inDims), monoMul(out.filter((_, i) => i !== minus))) ?? { k: 1, syms: [`?${minus}`] };
   return out;
 }
-
-const known = (m: Mono): number | null => (m.syms.length === 0 ? m.k : null);
 
 function handleReshape(w: Walk, node: OnnxNode): void {
   const x = w.get(node.inputs[0], node);
