@@ -26,6 +26,18 @@ test('barrierOf: the paper’s barrier is measured against the line between the 
   assert.ok(Math.abs(b.accuracy - 0.35) < 1e-12);
 });
 
+test('barrierOf: the accuracy chord runs from acc(A) at α = 0 to acc(B) at α = 1 (an asymmetric curve)', () => {
+  // Accuracy line 0.95 → 0.5: 0.95, 0.8375, 0.725, 0.6125, 0.5; accuracies 0.95, 0.9, 0.7, 0.45, 0.5 →
+  // shortfalls 0, −0.0625, 0.025, 0.1625, 0. (The chord drawn from B to A would give 0.45 at α = 1.)
+  const b = barrierOf(curve([0.2, 0.3, 0.9, 1.8, 1.2], [0.95, 0.9, 0.7, 0.45, 0.5]));
+  assert.ok(Math.abs(b.accuracy - 0.1625) < 1e-12, `accuracy barrier ${b.accuracy}`);
+  // Loss line 0.2 → 1.2: 0.2, 0.45, 0.7, 0.95, 1.2; excess 0, −0.15, 0.2, 0.85, 0 → 0.85 at α = 0.75.
+  assert.ok(Math.abs(b.loss - 0.85) < 1e-12, `loss barrier ${b.loss}`);
+  assert.equal(b.argmaxAlpha, 0.75);
+  // Endpoint-max: 1.8 − max(0.2, 1.2) = 0.6.
+  assert.ok(Math.abs(b.lossOverEndpoints - 0.6) < 1e-12);
+});
+
 test('barrierOf: a curve below its chord has zero barrier, and the endpoint-max form sees a bump above both ends', () => {
   const convex = barrierOf(curve([2, 1, 0.5, 1, 2], [0.5, 0.6, 0.7, 0.6, 0.5]));
   assert.equal(convex.loss, 0);
