@@ -36,7 +36,12 @@ export {
   type AxisRef,
   type AxesToPerm,
   type HeadGroup,
+  type Segmentation,
+  type Segments,
 } from './spec/spec.js';
+export { randomSpecPerms, checkHeadPerms } from './spec/heads.js';
+export { splitSegments, joinSegments } from './spec/segments.js';
+export { transformerSpec, type TransformerOptions } from './spec/transformer.js';
 export { mlpSpec, type MlpSpecOptions, type WeightLayout } from './spec/mlp.js';
 export { resnetSpec } from './spec/resnet.js';
 export { vggSpec } from './spec/vgg.js';
@@ -57,6 +62,7 @@ export {
   type WeightScore,
 } from './match/weight-matching.js';
 export { paramsSource, type ParamSource } from './match/param-source.js';
+export { sortedStart, weightMatchingChecked, weightMatchingCheckedInMemory, type CheckedMatchingResult } from './match/sorted-start.js';
 export {
   activationMatching,
   type ActivationMatchingResult,

@@ -41,7 +41,7 @@ export function withMatchingOptions(cmd: Command): Command {
     .addOption(new Option('--method <m>', 'how to align B to A').choices(METHODS).default('weight'))
     .option(
       '--spec <s>',
-      'auto (from the ONNX graph, or from state-dict names) | mlp (a chain of 2-D <name>.weight (torch) or .kernel (flax) with optional .bias, in natural name order) | resnet (PyTorch names: conv1/bn1 stem, layerK.B.convN/bnN blocks, shortcut.0/1 or downsample.0/1, head linear or fc) | vgg (features.N convs with optional BatchNorm, classifier.M linears) | a spec JSON file (as `rebasin spec --json` writes) | an ONNX export of the same network, for .safetensors/.pt state dicts no built-in spec fits (tensors placed by name, then shape, then values; BatchNorm folded by the exporter follows its conv; ambiguity is refused)',
+      'auto (from the ONNX graph, or from state-dict names) | mlp (a chain of 2-D <name>.weight (torch) or .kernel (flax) with optional .bias, in natural name order) | resnet (PyTorch names: conv1/bn1 stem, layerK.B.convN/bnN blocks, shortcut.0/1 or downsample.0/1, head linear or fc) | vgg (features.N convs with optional BatchNorm, classifier.M linears) | transformer:H (timm/HF ViT, HF BERT, GPT-2, nn.TransformerEncoderLayer state dicts with H attention heads) | a spec JSON file (as `rebasin spec --json` writes) | an ONNX export of the same network, for .safetensors/.pt state dicts no built-in spec fits (tensors placed by name, then shape, then values; BatchNorm folded by the exporter follows its conv; ambiguity is refused)',
       'auto',
     )
     .option('--seed <n>', 'seed of the matching order, of the random permutation in the invariance check, and of --data synthetic', parseIntOption('--seed', 0), 0)

@@ -66,7 +66,7 @@ export function specCommand(globals: () => GlobalOptions): Command {
   return new Command('spec')
     .description('show the permutation spec of a model: which axis of which tensor each permutation acts on, and (ONNX) what is left fixed and why')
     .argument('<model>', 'a model (.onnx or .safetensors)')
-    .option('--spec <s>', 'auto | mlp | resnet | vgg | a spec JSON file (to check it against the model) | an ONNX export of the same network (to map its spec onto a state dict)', 'auto')
+    .option('--spec <s>', 'auto | mlp | resnet | vgg | transformer:H (H attention heads) | a spec JSON file (to check it against the model) | an ONNX export of the same network (to map its spec onto a state dict)', 'auto')
     .option('--strict', STRICT_HELP)
     .option('--json', 'print the spec as JSON (the format --spec FILE reads; "notes" lists what was left fixed and is ignored when read)')
     .option('-o, --output <file>', 'write the spec JSON to a file')
