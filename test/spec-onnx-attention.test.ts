@@ -8,7 +8,9 @@
  * - fused.onnx: the same ViT with nn.TransformerEncoderLayer(batch_first, norm_first, gelu): one fused
  *   in_proj MatMul [E, 3E] cut into q, k, v by Slices whose bounds are computed from Shape, heads folded
  *   into the batch axis;
- * - fused_post.onnx: nn.TransformerEncoderLayer with its defaults (sequence first, post-norm, ReLU).
+ * - fused_post.onnx: nn.TransformerEncoderLayer with its defaults (sequence first, post-norm, ReLU);
+ * - timm.onnx: the ViT with timm's attention: one qkv Linear reshaped to (3, H, d) in one Reshape, permuted
+ *   to [3, N, H, T, d], split and squeezed into q, k, v.
  *
  * The derived spec must permute what a transformer's symmetries allow (residual stream, MLP hidden, heads
  * and the units inside them), keep heads whole (head groups), store the fused projection as parts, and
@@ -42,6 +44,7 @@ interface Fixture {
 const SEP: Fixture = { file: 'sep.onnx', input: [3, 1, 8, 8] };
 const FUSED: Fixture = { file: 'fused.onnx', input: [3, 1, 8, 8] };
 const FUSED_POST: Fixture = { file: 'fused_post.onnx', input: [5, 3, 3] };
+const TIMM: Fixture = { file: 'timm.onnx', input: [3, 1, 8, 8] };
 
 function load(f: Fixture): { model: ReturnType<typeof readOnnxFile>['model']; params: Params; derived: OnnxSpec } {
   const { model, params } = readOnnxFile(join(DIR, f.file));
@@ -109,14 +112,14 @@ test('hand-written attention (sep.onnx): residual, MLP hidden, q/k and v are per
   for (const p of Object.keys(sizes)) assert.ok(derived.taps[p] !== undefined, `no tap for ${p}`);
 });
 
-for (const f of [FUSED, FUSED_POST]) {
-  test(`nn.TransformerEncoderLayer (${f.file}): the fused in_proj weight and bias are stored as q|k|v parts, q and k share a permutation, heads grouped`, () => {
+for (const f of [FUSED, FUSED_POST, TIMM]) {
+  test(`fused q|k|v (${f.file}): the fused in_proj weight and bias are stored as q|k|v parts, q and k share a permutation, heads grouped`, () => {
     const { model, params, derived } = load(f);
     const { spec } = derived;
     assert.deepEqual(derived.unsupported, []);
     const segs = spec.segments ?? {};
     const fusedWeights = model.initializerNames.filter((t) => model.initializers[t].shape.length === 2 && model.initializers[t].shape[1] === 3 * E);
-    const fusedBiases = model.initializerNames.filter((t) => t.endsWith('in_proj_bias'));
+    const fusedBiases = model.initializerNames.filter((t) => t.endsWith('in_proj_bias') || t.endsWith('qkv.bias'));
     assert.equal(fusedWeights.length, fusedBiases.length);
     assert.deepEqual(Object.keys(segs).sort(), [...fusedWeights, ...fusedBiases].sort());
     for (const w of fusedWeights) {
@@ -133,12 +136,14 @@ for (const f of [FUSED, FUSED_POST]) {
     }
     assert.equal(Object.keys(spec.heads ?? {}).length, fusedWeights.length);
     validateSpec(spec, { label: f.file, params });
-    for (const p of Object.keys(permSizes(spec, params))) assert.ok(derived.taps[p] !== undefined, `no tap for ${p}`);
+    // Taps: every permutation, except q/k in timm's layout, where q and k never exist as flat values.
+    const qkPerms = new Set(Object.values(spec.heads ?? {}).map((g) => g.perms[0]));
+    for (const p of Object.keys(permSizes(spec, params))) assert.equal(derived.taps[p] !== undefined, f !== TIMM || !qkPerms.has(p), `tap for ${p}`);
     assert.ok(derived.fixed.length === 2, `only the input and the output axes are fixed: ${JSON.stringify(derived.fixed)}`);
   });
 }
 
-for (const f of [SEP, FUSED, FUSED_POST]) {
+for (const f of [SEP, FUSED, FUSED_POST, TIMM]) {
   test(`${f.file}: random head-structured permutations keep every output in ONNX Runtime; a flat cross-head permutation changes it`, async () => {
     const { model, params, derived } = load(f);
     const sizes = permSizes(derived.spec, params);

@@ -84,6 +84,12 @@ interface ChanValue {
    * head permutation of class `cls`'s head group; `axis` is then `heads.axis`).
    */
   readonly heads?: { readonly axis: number; readonly count: number; readonly units: boolean };
+  /**
+   * A fused q|k|v projection reshaped to (S, H, d) in one step (timm's `qkv`): the units of class `cls` are
+   * S consecutive segments, segment s on index s of `segs.axis`, each of class `classes[s]` split into the
+   * heads and units above. Only Transpose, and Split/Gather/Squeeze that take one segment out, follow it.
+   */
+  readonly segs?: { readonly axis: number; readonly classes: readonly number[] };
 }
 
 /**
@@ -830,6 +836,9 @@ function handleHeadedJoin(w: Walk, node: OnnxNode): void {
 /** Ops that know values split into heads; any other op reading one is not followed. */
 function visitHeaded(w: Walk, node: OnnxNode, op: string): void {
   const x = w.get(node.inputs[0], node);
+  if (x.kind === 'chan' && x.segs !== undefined) return visitSegments(w, node, op, x);
+  const reads = node.inputs.filter((n) => n !== '').map((n) => w.values.get(n));
+  if (reads.some((v) => v?.kind === 'chan' && v.segs !== undefined)) return unsupported(w, node, 'reads q|k|v segments split into heads');
   if (op === 'Identity' || UNARY.has(op)) {
     if (x.kind === 'chan' && x.heads !== undefined) return passThrough(w, node, x);
     return unsupported(w, node, 'reads attention heads');
@@ -1125,8 +1134,66 @@ function handleReshape(w: Walk, node: OnnxNode): void {
       return;
     }
   }
+  // A fused q|k|v projection split into (S, H, d) at once: with the axes of exactly S and H before the d
+  // units and the known sizes after them as before, unit c = s·H·d + h·d + i lands at (s, h, i). Each
+  // segment becomes a class of its own, split into H heads.
+  if (afterKnown !== null) {
+    for (let b = 2; b < out.length; b++) {
+      const [S, H, d] = [known(out[b - 2]), known(out[b - 1]), known(out[b])];
+      if (S === null || H === null || d === null || S < 2 || H < 1 || S * H * d !== C || known(monoMul(out.slice(b + 1))) !== afterKnown) continue;
+      const classes: number[] = [];
+      for (let k = 0; k < S; k++) {
+        const seg = w.segment(x.cls, k * H * d, (k + 1) * H * d);
+        if (seg === null) return unsupported(w, node, `cuts channels into ${S} segments across segments other nodes already cut`);
+        if (!w.setHeads(seg, H)) return unsupported(w, node, `splits a segment into ${H} heads, which other nodes split into ${w.headsOf(seg)}`);
+        classes.push(seg);
+      }
+      w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: b, shape, heads: { axis: b - 1, count: H, units: true }, segs: { axis: b - 2, classes } }, node);
+      return;
+    }
+  }
   const r = reshapeChannel(x.shape, x.axis, shape, C);
   unsupported(w, node, typeof r === 'string' ? r : `reshapes channel axis ${x.axis} (${C} channels) of ${fmtShape(x.shape)} into ${fmtShape(shape)} in a way the walk cannot follow`);
+}
+
+/** One segment of a value holding segments on `segs.axis` (index `k`), with that axis removed or kept (size 1). */
+function takeSegment(x: ChanValue, k: number, drop: boolean): ChanValue {
+  const segs = x.segs!;
+  const at = (a: number): number => (drop && a > segs.axis ? a - 1 : a);
+  const shape = x.shape!.flatMap((d, i) => (i !== segs.axis ? [d] : drop ? [] : [1]));
+  const base = { kind: 'chan' as const, cls: segs.classes[k], axis: at(x.axis), shape, heads: { ...x.heads!, axis: at(x.heads!.axis) } };
+  return drop ? base : { ...base, segs: { axis: segs.axis, classes: [segs.classes[k]] } };
+}
+
+/** Split, Gather or Squeeze taking single segments out of a value split into (S, H, d); nothing else. */
+function visitSegments(w: Walk, node: OnnxNode, op: string, x: ChanValue): void {
+  const segs = x.segs!;
+  const rank = x.shape!.length;
+  if (op === 'Split' && normAxis(attrInt(node, 'axis', 0), rank) === segs.axis) {
+    const given = node.inputs[1] !== undefined && node.inputs[1] !== '';
+    const sizes = given ? knownInts(w, node.inputs[1]) : (attrInts(node, 'split') ?? segs.classes.map(() => 1));
+    if (sizes === null || sizes.length !== segs.classes.length || node.outputs.length !== sizes.length || sizes.some((m) => m !== 1)) {
+      return unsupported(w, node, 'splits segments other than one by one');
+    }
+    node.outputs.forEach((o, k) => w.set(o, takeSegment(x, k, false), node));
+    return;
+  }
+  if (op === 'Gather' && normAxis(attrInt(node, 'axis', 0), rank) === segs.axis) {
+    const idx = knownInts(w, node.inputs[1]);
+    const idxShape = plainShape(w.get(node.inputs[1], node));
+    if (idx === null || idx.length !== 1 || idxShape === null || idxShape.length !== 0) return unsupported(w, node, 'gathers segments other than one');
+    const k = idx[0] < 0 ? idx[0] + segs.classes.length : idx[0];
+    if (k < 0 || k >= segs.classes.length) return unsupported(w, node, `gathers segment ${idx[0]} of ${segs.classes.length}`);
+    return w.set(node.outputs[0], takeSegment(x, k, true), node);
+  }
+  if (op === 'Squeeze' && segs.classes.length === 1) {
+    const axes = axesArg(w, node);
+    if (axes !== 'dynamic' && axes !== null && axes.length === 1 && normAxis(axes[0], rank) === segs.axis) return w.set(node.outputs[0], takeSegment(x, 0, true), node);
+  }
+  if (op === 'Transpose') return handleTranspose(w, node);
+  if (op === 'Identity' || UNARY.has(op)) return passThrough(w, node, x);
+  if (SHAPE_ONLY.has(op)) return handleShape(w, node);
+  unsupported(w, node, 'reads q|k|v segments split into heads, which the walk follows only until each segment is taken out');
 }
 
 /**
@@ -1167,7 +1234,8 @@ function handleTranspose(w: Walk, node: OnnxNode): void {
   if (perm.length !== x.shape.length) return unsupported(w, node, `has perm ${JSON.stringify(perm)} for rank ${x.shape.length}`);
   const shape = perm.map((p) => x.shape![p] ?? null);
   const heads = x.heads === undefined ? {} : { heads: { ...x.heads, axis: perm.indexOf(x.heads.axis) } };
-  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: perm.indexOf(x.axis), shape, ...heads }, node);
+  const segs = x.segs === undefined ? {} : { segs: { ...x.segs, axis: perm.indexOf(x.segs.axis) } };
+  w.set(node.outputs[0], { kind: 'chan', cls: x.cls, axis: perm.indexOf(x.axis), shape, ...heads, ...segs }, node);
 }
 
 function handleSqueeze(w: Walk, node: OnnxNode, unsqueeze: boolean): void {

@@ -975,7 +975,8 @@ function shapeTarget(n: Net, parts: readonly TargetPart[]): string {
  * heads merged back, out-projection. 'fused' (nn.MultiheadAttention): sequence first, one MatMul to
  * q|k|v cut by Split or Slices (bounds constant or computed from Shape), heads folded into the batch axis
  * ([T, N·H, d]), the out-projection as Gemm on [T·N, H·dv]. Reshape targets are constants or built from
- * Shape/Gather/Mul/Concat. Sometimes a mask that varies along the heads is added to the scores: the walk
+ * Shape/Gather/Mul/Concat. 'timm': one qkv MatMul reshaped to [N, T, 3, H, d], transposed to
+ * [3, N, H, T, d] and taken apart by Split + Squeeze or Gather. Sometimes a mask that varies along the heads is added to the scores: the walk
  * must then leave the heads alone.
  */
 function attention(n: Net, x: Act): Act {
@@ -983,7 +984,7 @@ function attention(n: Net, x: Act): Act {
   const H = n.pick([2, 3]);
   const dk = n.int(1, 3);
   const dv = n.int(1, 3);
-  const style = n.choose<string>([['sep', 1], ['fused', 1]], 'attn:');
+  const style = n.choose<string>([['sep', 1], ['fused', 1], ['timm', 1]], 'attn:');
   const dyn = n.allows('attn:dynamic-shape') && n.chance(0.5);
   n.tag(`attn:${style}`);
   if (dyn) n.tag('attn:dynamic-shape');
@@ -1005,7 +1006,25 @@ function attention(n: Net, x: Act): Act {
     return n.op('Softmax', [s], [aInt('axis', -1)])[0];
   };
   let y: string;
-  if (style === 'sep') {
+  if (style === 'timm') {
+    // timm: qkv(x).reshape(N, T, 3, H, d).permute(2, 0, 3, 1, 4), then unbind (Split + Squeeze) or qkv[i] (Gather).
+    const qkv = proj(x.name, E, 3 * H * dk);
+    const target = dyn ? shapeTarget(n, [{ of: x.name, axis: 0 }, { of: x.name, axis: 1 }, 3, H, dk]) : n.ints(n.chance(0.5) ? [0, 0, 3, H, dk] : [N, T, 3, H, dk]);
+    const t = n.op('Transpose', [n.op('Reshape', [qkv, target])[0]], [aInts('perm', [2, 0, 3, 1, 4])])[0];
+    let parts: string[];
+    if (n.chance(0.5)) {
+      n.tag('attn:timm:Split');
+      parts = n.op('Split', [t, n.ints([1, 1, 1])], [aInt('axis', 0)], 3).map((o) => n.op('Squeeze', [o, n.ints([0])])[0]);
+    } else {
+      n.tag('attn:timm:Gather');
+      parts = [0, 1, 2].map((i) => n.op('Gather', [t, n.ints([i], true)], [aInt('axis', 0)])[0]);
+    }
+    const q = n.op('Mul', [parts[0], n.scalarConstant(0.5)])[0];
+    const kt = n.op('Transpose', [parts[1]], [aInts('perm', [0, 1, 3, 2])])[0];
+    const s = scores(n.op('MatMul', [q, kt])[0], [N, H, T, T], 1);
+    const o = n.op('Transpose', [n.op('MatMul', [s, parts[2]])[0]], [aInts('perm', [0, 2, 1, 3])])[0];
+    y = proj(n.op('Reshape', [o, n.ints([0, 0, H * dk])])[0], H * dk, E);
+  } else if (style === 'sep') {
     const [q, k, v] = [proj(x.name, E, H * dk), proj(x.name, E, H * dk), proj(x.name, E, H * dv)];
     const split = (t: string, d: number): string =>
       n.op('Reshape', [t, dyn ? shapeTarget(n, [{ of: x.name, axis: 0 }, { of: x.name, axis: 1 }, H, d]) : n.ints(n.chance(0.5) ? [0, 0, H, d] : [N, T, H, d])])[0];
