@@ -134,11 +134,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   let stale = 0;
   for (const block of blocks) {
     if (block.slow && !slow) {
-      console.log(`== README.md:${block.line}: ${block.command}  (slow: skipped, --slow runs it)\n`);
+      console.log(`>>> README.md:${block.line}: ${block.command}  (slow: skipped, --slow runs it)\n`);
       continue;
     }
     const { stdout, problems } = checkBlock(block);
-    console.log(`== README.md:${block.line}: ${block.command}\n${stdout}`);
+    console.log(`>>> README.md:${block.line}: ${block.command}\n${stdout}`);
     for (const p of problems) console.log(`!! README quotes: ${p.quoted}\n   printed now:   ${p.printed ?? '(nothing like it)'}`);
     console.log(problems.length === 0 ? 'OK: the README matches\n' : `STALE: ${problems.length} difference(s)\n`);
     stale += problems.length;
