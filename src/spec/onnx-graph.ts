@@ -313,8 +313,8 @@ class Walk {
    * would cut a segment already in use, or span several.
    */
   segment(c: number, start: number, end: number): number | null {
+    // A fixed class is cut like any other: settleStructure fixes the segments of a fixed class.
     const r = this.find(c);
-    if (this.fixedWhy[r] !== null) return this.newClass(end - start, null, this.fixedWhy[r]);
     const segs = this.segments[r] ?? [{ start: 0, end: this.size[r], cls: null }];
     const i = segs.findIndex((g) => g.start <= start && end <= g.end);
     if (i < 0) return null;
@@ -839,6 +839,11 @@ function visitHeaded(w: Walk, node: OnnxNode, op: string): void {
   if (x.kind === 'chan' && x.segs !== undefined) return visitSegments(w, node, op, x);
   const reads = node.inputs.filter((n) => n !== '').map((n) => w.values.get(n));
   if (reads.some((v) => v?.kind === 'chan' && v.segs !== undefined)) return unsupported(w, node, 'reads q|k|v segments split into heads');
+  // Only elementwise ops and MatMul take heads in more than their first input (a shape or index computed
+  // from permuted values is not followed).
+  if (!BINARY.has(op) && op !== 'MatMul' && reads.slice(1).some((v) => v?.kind === 'chan' && v.heads !== undefined)) {
+    return unsupported(w, node, 'reads attention heads as a shape, index or parameter');
+  }
   if (op === 'Identity' || UNARY.has(op)) {
     if (x.kind === 'chan' && x.heads !== undefined) return passThrough(w, node, x);
     return unsupported(w, node, 'reads attention heads');
