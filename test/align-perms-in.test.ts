@@ -59,6 +59,9 @@ test('align --perms-in with the file align --perms wrote reproduces the aligned 
 test('perms files: a report --json document is read through its perms field; head groups must stay whole', () => {
   const flat = specFromAxes({ w: ['p', null] });
   assert.deepEqual(Array.from(permsFromJson(JSON.stringify({ format: 'rebasin-report', perms: { p: [1, 0, 2] } }), 'r.json', flat, { p: 3 }).p), [1, 0, 2]);
+  // The shape `report --json` really writes (schema/report.json): the report, perms inside, under "report".
+  const reportDoc = { format: 'rebasin-report', version: 1, data: 'fashion-mnist', report: { perms: { p: [2, 0, 1] }, churn: [] } };
+  assert.deepEqual(Array.from(permsFromJson(JSON.stringify(reportDoc), 'r.json', flat, { p: 3 }).p), [2, 0, 1]);
   const heads = specFromAxes({ q: ['qk', null], v: ['v', null] }, { attn: { count: 2, perms: ['qk', 'v'] } });
   const whole = { qk: [2, 3, 1, 0], v: [3, 2, 0, 1] };
   assert.deepEqual(Array.from(permsFromJson(JSON.stringify(whole), 'h.json', heads, { qk: 4, v: 4 }).v), [3, 2, 0, 1]);

@@ -19,7 +19,9 @@ export function permsFromJson(text: string, label: string, spec: PermutationSpec
     throw new InputError(`${label}: not JSON (${(e as Error).message})`);
   }
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (isObject(value) && Object.hasOwn(value, 'perms') && isObject(value.perms)) value = value.perms;
+  // `report --json` wraps the report: {format, version, data, report: {perms, ...}}.
+  if (isObject(value) && isObject(value.report) && Object.hasOwn(value.report, 'perms') && isObject(value.report.perms)) value = value.report.perms;
+  else if (isObject(value) && Object.hasOwn(value, 'perms') && isObject(value.perms)) value = value.perms;
   if (!isObject(value)) throw new InputError(`${label}: expected an object of permutation name -> array of indices (as align --perms writes)`);
   const extra = Object.keys(value).filter((p) => !Object.hasOwn(sizes, p));
   if (extra.length > 0) {
