@@ -152,7 +152,8 @@ export function modelBytesWithDataAt(
   return bytes;
 }
 
-function alignmentFor(bytes: number): number {
+/** Where a float initializer of `bytes` bytes starts in a data file (a multiple of this); the streaming writer places them alike. */
+export function alignmentFor(bytes: number): number {
   // Big tensors start on a page so readers can mmap them; small ones on 64 bytes (any typed-array view).
   return bytes >= 1 << 20 ? 4096 : 64;
 }

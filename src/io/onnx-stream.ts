@@ -13,12 +13,12 @@ import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sameBits, shapeToString, sizeOf } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes, validateSpec } from '../spec/spec.js';
 import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
 import { assertNotInput } from './atomic.js';
 import { writeOnnxPair } from './onnx-pair.js';
-import { decodeFloat, encodeFloat, FLOAT_ITEMSIZE, type FloatDtype } from './dtype.js';
+import { decodeFloat, encodeFloat, FLOAT_ITEMSIZE } from './dtype.js';
 import {
+  floatStorage,
   internalizeExternal,
   isFloatDtype,
   onnxInitializerValue,
@@ -33,26 +33,16 @@ import {
   type OnnxExternalRef,
   type OnnxModel,
 } from './onnx.js';
-import { PROTOBUF_LIMIT, fileResolver, modelBytesWithDataAt, writeOnnxFile } from './onnx-file.js';
+import { PROTOBUF_LIMIT, alignmentFor, fileResolver, modelBytesWithDataAt, writeOnnxFile } from './onnx-file.js';
+import { assertPermsFitShapes } from './perms-fit.js';
 
 /** Protobuf messages, and so .onnx files, cannot exceed 2 GiB (weights beyond that must be external). */
 
 // Node's single read() is capped near 2 GiB; read larger spans in pieces.
 const READ_CHUNK = 1 << 30;
 
-/** The dtype.ts name of an ONNX float dtype (how its bytes are decoded and encoded). */
-export function floatStorage(dtype: OnnxDtype): FloatDtype {
-  switch (dtype) {
-    case 'float16':
-      return 'F16';
-    case 'bfloat16':
-      return 'BF16';
-    case 'float64':
-      return 'F64';
-    default:
-      return 'F32';
-  }
-}
+// floatStorage is onnx.ts's, re-exported for the ParamSource built on this store.
+export { floatStorage };
 
 /** Reads and parses the .onnx file itself (as readOnnxFile does), refusing one no protobuf reader could hold. */
 export function parseOnnxFile(path: string): OnnxModel {
@@ -210,26 +200,14 @@ export interface WritePermutedOnnxOptions {
   readonly beforeCommit?: (dataPath: string) => void;
 }
 
-function checkPerms(spec: PermutationSpec, perms: Perms, model: OnnxModel, label: string): void {
-  const stubs: Record<string, Tensor> = Object.create(null);
-  const empty = new Float32Array(0);
+/** The model's float initializer shapes, for assertPermsFitShapes. */
+function floatShapes(model: OnnxModel): Record<string, readonly number[]> {
+  const shapes: Record<string, readonly number[]> = Object.create(null);
   for (const name of model.initializerNames) {
     const info = model.initializers[name];
-    if (isFloatDtype(info.dtype)) stubs[name] = { shape: info.shape, data: empty };
+    if (isFloatDtype(info.dtype)) shapes[name] = info.shape;
   }
-  validateSpec(spec, { label, params: stubs });
-  const sizes = permSizes(spec, stubs);
-  for (const p of Object.keys(spec.permToAxes)) {
-    const perm = perms[p];
-    const n = sizes[p];
-    if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
-    if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
-  }
-}
-
-/** Where the in-memory writer starts a tensor of `bytes` bytes (see alignmentFor in onnx-file.ts). */
-function alignmentFor(bytes: number): number {
-  return bytes >= 1 << 20 ? 4096 : 64;
+  return shapes;
 }
 
 /**
@@ -264,7 +242,7 @@ export function writePermutedOnnx(
   const store = openOnnxStore(inPath);
   try {
     const model = store.model;
-    checkPerms(spec, perms, model, inPath);
+    assertPermsFitShapes(spec, perms, floatShapes(model), inPath);
     const inputs = [...store.files, ...(options.inputs ?? [])];
     if (model.layout === 'embedded') {
       return writeOnnxFile(outPath, model, applyPermutation(spec, perms, onnxParams(model)), { inputs });

@@ -266,14 +266,14 @@ function rawByteLength(code: number, count: number): number | null {
   return Math.ceil(count * b);
 }
 
-/** The dtype.ts name of each ONNX float data type. */
-function floatStorage(code: number): FloatDtype {
-  switch (code) {
-    case DataType.FLOAT16:
+/** The dtype.ts name of an ONNX float dtype: how its bytes are decoded and encoded. */
+export function floatStorage(dtype: OnnxDtype): FloatDtype {
+  switch (dtype) {
+    case 'float16':
       return 'F16';
-    case DataType.BFLOAT16:
+    case 'bfloat16':
       return 'BF16';
-    case DataType.DOUBLE:
+    case 'float64':
       return 'F64';
     default:
       return 'F32';
@@ -399,7 +399,7 @@ export function decodeTensor(
     if (raw.length !== bytes) {
       throw new InputError(`${label}: ${where} has ${raw.length} bytes of data, expected ${bytes}`);
     }
-    if (isFloatDtype(dtype)) return { ...base, data: decodeFloat(floatStorage(code), raw) };
+    if (isFloatDtype(dtype)) return { ...base, data: decodeFloat(floatStorage(dtypeOf(code)), raw) };
     return { ...base, data: rawToNumbers(code, raw, n) };
   }
 
@@ -795,7 +795,7 @@ export function withInitializers(model: OnnxModel, params: Params): OnnxModel {
     }
     changed = true;
     return cloneMessage(t, {
-      raw_data: encodeFloat(floatStorage(info.dataType), p.data),
+      raw_data: encodeFloat(floatStorage(info.dtype), p.data),
       float_data: [],
       int32_data: [],
       double_data: [],

@@ -6,12 +6,11 @@
  * metadata, non-float tensors copied as stored, unchanged F64 tensors keeping their full precision.
  */
 import { closeSync } from 'node:fs';
-import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes, validateSpec } from '../spec/spec.js';
 import { permutedTensor, type Perms } from '../permute.js';
 import { writeFileAtomic } from './atomic.js';
+import { assertPermsFitShapes } from './perms-fit.js';
 import { decodeFloat, isFloatDtype } from './dtype.js';
 import { openForReading, readSafetensorsHeader, readTensorSync } from './safetensors-fs.js';
 import {
@@ -56,20 +55,11 @@ function permutedBytes(spec: PermutationSpec, perms: Perms, name: string, stored
   return paramsToSafetensors({ [name]: out }, { like }).tensors[name].bytes;
 }
 
-function checkPerms(spec: PermutationSpec, perms: Perms, header: SafetensorsHeader, label: string): void {
-  const stubs: Record<string, Tensor> = Object.create(null);
-  const empty = new Float32Array(0);
-  for (const name of header.order) {
-    if (isFloatDtype(header.tensors[name].dtype)) stubs[name] = { shape: header.tensors[name].shape, data: empty };
-  }
-  validateSpec(spec, { label, params: stubs });
-  const sizes = permSizes(spec, stubs);
-  for (const p of Object.keys(spec.permToAxes)) {
-    const perm = perms[p];
-    const n = sizes[p];
-    if (perm === undefined) throw new InputError(`no permutation '${p}' given for ${label}`);
-    if (perm.length !== n) throw new InputError(`permutation '${p}' has length ${perm.length} but acts on axes of size ${n} in ${label}`);
-  }
+/** The file's float tensor shapes, for assertPermsFitShapes. */
+function floatShapes(header: SafetensorsHeader): Record<string, readonly number[]> {
+  const shapes: Record<string, readonly number[]> = Object.create(null);
+  for (const name of header.order) if (isFloatDtype(header.tensors[name].dtype)) shapes[name] = header.tensors[name].shape;
+  return shapes;
 }
 
 /**
@@ -87,7 +77,7 @@ export function writePermutedSafetensors(
   const fd = openForReading(inPath);
   try {
     const header = readSafetensorsHeader(fd, inPath);
-    checkPerms(spec, perms, header, inPath);
+    assertPermsFitShapes(spec, perms, floatShapes(header), inPath);
     function* chunks(): Generator<Uint8Array> {
       yield headerChunk(header);
       for (const name of header.order) {
