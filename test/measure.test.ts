@@ -70,6 +70,62 @@ test('sweep evaluates the exact endpoints and the lerp between them', async () =
   assert.deepEqual(Array.from(interpolate(a, b, 0.5).w.data), [2, 6]);
 });
 
+test('sweep evaluates each endpoint on the model itself: a lerp would turn a shared -Infinity (a mask) into NaN', async () => {
+  // 1·(−∞) + 0·(−∞) is NaN: only the exact endpoint keeps the mask; interior points are lerps (and NaN here).
+  const a = { w: { shape: [2], data: Float32Array.from([-Infinity, 1]) } };
+  const b = { w: { shape: [2], data: Float32Array.from([-Infinity, 3]) } };
+  const seen: { alpha: number; mask: number }[] = [];
+  await sweep(a, b, 2, async (p, alpha) => {
+    seen.push({ alpha, mask: p.w.data[0] });
+    return { loss: 1, accuracy: 1 };
+  });
+  assert.deepEqual(seen.map((s) => s.alpha), [0, 0.5, 1]);
+  assert.equal(seen[0].mask, -Infinity);
+  assert.equal(seen[2].mask, -Infinity);
+});
+
+test('sweep takes known endpoint evaluations as given and counts progress in passes over the data', async () => {
+  const a = { w: { shape: [1], data: Float32Array.from([0]) } };
+  const b = { w: { shape: [1], data: Float32Array.from([4]) } };
+  const evaluated: number[] = [];
+  const progress: [number, number][] = [];
+  const c = await sweep(
+    a,
+    b,
+    4,
+    async (p, alpha, onBatch) => {
+      evaluated.push(alpha);
+      onBatch?.(1, 4); // a quarter of the data
+      onBatch?.(4, 4);
+      return { loss: p.w.data[0], accuracy: 0.5 };
+    },
+    (done, total) => progress.push([done, total]),
+    { a: { loss: 10, accuracy: 0.9 }, b: { loss: 20, accuracy: 0.8 } },
+  );
+  assert.deepEqual(evaluated, [0.25, 0.5, 0.75]);
+  assert.deepEqual(c.map((p) => [p.alpha, p.loss, p.accuracy]), [[0, 10, 0.9], [0.25, 1, 0.5], [0.5, 2, 0.5], [0.75, 3, 0.5], [1, 20, 0.8]]);
+  // Three passes (the endpoints are not passes): within pass k, k + 1/4 then k + 1, then the pass's end.
+  assert.deepEqual(progress, [[0.25, 3], [1, 3], [1, 3], [1.25, 3], [2, 3], [2, 3], [2.25, 3], [3, 3], [3, 3]]);
+  // Only one endpoint known: it is still evaluated at the other; an empty data pass reports no fraction.
+  const one: [number, number][] = [];
+  const evaluatedOne: number[] = [];
+  await sweep(a, b, 1, async (_p, alpha, onBatch) => {
+    evaluatedOne.push(alpha);
+    onBatch?.(0, 0);
+    return { loss: 1, accuracy: 1 };
+  }, (done, total) => one.push([done, total]), { b: { loss: 2, accuracy: 1 } });
+  assert.deepEqual(evaluatedOne, [0]);
+  assert.deepEqual(one, [[0, 1], [1, 1]]);
+});
+
+test('barrierOf: a curve needs both endpoints; on a tie the first α where the barrier is attained is reported', () => {
+  assert.throws(() => barrierOf([{ alpha: 0, loss: 1, accuracy: 1 }]), /two endpoints/);
+  assert.throws(() => alphaGrid(1.5), /integer ≥ 1/);
+  const tie = barrierOf(curve([0, 1, 1, 0], [1, 1, 1, 1]));
+  assert.equal(tie.loss, 1);
+  assert.equal(tie.argmaxAlpha, 1 / 3);
+});
+
 test('reduction is a fraction of the barrier before; none when there was no barrier', () => {
   assert.equal(reduction(2, 0.5), 0.75);
   assert.equal(reduction(2, 2.5), -0.25);
