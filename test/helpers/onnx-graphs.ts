@@ -8,7 +8,8 @@ import * as ort from 'onnxruntime-node';
 import type { OnnxSpec } from '../../src/spec/onnx-graph.js';
 import { type OnnxModel, onnxModelFromObject, serializeOnnx, withInitializers } from '../../src/io/onnx.js';
 import { type PermutationSpec, permSizes, specFromAxes, validateSpec } from '../../src/spec/spec.js';
-import { applyPermutation, randomPerms, type Perms } from '../../src/permute.js';
+import { applyPermutation, type Perms } from '../../src/permute.js';
+import { randomSpecPerms } from '../../src/spec/heads.js';
 import { createRng } from '../../src/random.js';
 import type { Params, Tensor } from '../../src/tensor.js';
 import { isInputError } from '../../src/errors.js';
@@ -66,7 +67,8 @@ export function gather(t: { dims: readonly number[]; data: Float32Array }, perm:
 export async function checkInvariance(model: OnnxModel, params: Params, derived: OnnxSpec, feeds: Record<string, ort.Tensor>, tol: number, seed: number): Promise<Perms> {
   const { spec, taps } = derived;
   validateSpec(spec, { label: model.label, params });
-  const perms = randomPerms(permSizes(spec, params), seed);
+  // Head-structured where the spec has head groups: a flat permutation across heads is not a symmetry.
+  const perms = randomSpecPerms(spec, permSizes(spec, params), seed);
   const permuted = applyPermutation(spec, perms, params);
   const tapValues = [...new Set(Object.values(taps).map((t) => t.value))];
   const outNames = (model.graph.outputs ?? []).map((o) => o.name);
@@ -90,12 +92,12 @@ export function dropOneTie(spec: PermutationSpec): { spec: PermutationSpec; drop
   const table: Record<string, (string | null)[]> = {};
   for (const [t, list] of Object.entries(spec.axesToPerm)) table[t] = [...list];
   table[last.tensor][last.axis] = null;
-  return { spec: specFromAxes(table), dropped: `${last.tensor}:${last.axis}` };
+  return { spec: specFromAxes(table, spec.heads, spec.segments), dropped: `${last.tensor}:${last.axis}` };
 }
 
 export async function checkBrokenSpecChangesOutputs(model: OnnxModel, params: Params, spec: PermutationSpec, feeds: Record<string, ort.Tensor>, seed: number): Promise<void> {
   const { spec: broken, dropped } = dropOneTie(spec);
-  const perms = randomPerms(permSizes(spec, params), seed);
+  const perms = randomSpecPerms(spec, permSizes(spec, params), seed);
   const a = await run(model, feeds);
   const b = await run(withInitializers(model, applyPermutation(broken, perms, params)), feeds);
   const o = model.graph.outputs[0].name;
