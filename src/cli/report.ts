@@ -20,7 +20,8 @@ import { withMatchingOptions } from './matching.js';
 import { makeContext, parseIntOption, parseFloatOption, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';
 import { applyPermutation } from '../permute.js';
 import { repairedSweep, type RepairedSweepOptions } from '../merge/repair-sweep.js';
-import { repairSetup, parseRepairMode } from './merge.js';
+import { parseRepairMode } from './merge.js';
+import { repairSetup } from '../merge/repair-setup.js';
 
 interface MeasureFlags {
   scale?: number;
