@@ -4,59 +4,32 @@
  * The ONNX Runtime module is passed in (onnxruntime-node from ort-matmul.ts, onnxruntime-web in the browser
  * page), so this file imports no Node module.
  */
-import protobuf from 'protobufjs';
 import type * as OrtCommon from 'onnxruntime-common';
 import type { MatmulEngine } from './matmul.js';
 import { checkSizes } from './matmul.js';
 import type { OrtModule } from './onnx-runner-core.js';
+import { onnxModelFromObject, serializeOnnx } from '../io/onnx.js';
+import { AttributeType, DataType } from '../io/onnx-schema.js';
 
-const FLOAT = 1;
-const ATTRIBUTE_INT = 2;
-const W = protobuf.Writer;
-
-// The few ONNX protobuf messages these graphs need, written field by field (onnx.proto3 field numbers).
+// The few ONNX messages these graphs need, as plain ModelProto-shaped objects encoded by the one ONNX
+// schema the file readers use (io/onnx.ts).
 
 /** ValueInfoProto of a float tensor; a string dimension is symbolic, a number fixed. */
-function valueInfo(name: string, dims: readonly (string | number)[]): Uint8Array {
-  const shape = W.create();
-  for (const d of dims) {
-    const dim = W.create();
-    if (typeof d === 'string') dim.uint32((2 << 3) | 2).string(d);
-    else dim.uint32((1 << 3) | 0).int64(d);
-    shape.uint32((1 << 3) | 2).bytes(dim.finish());
-  }
-  const tensorType = W.create().uint32((1 << 3) | 0).int32(FLOAT).uint32((2 << 3) | 2).bytes(shape.finish());
-  const type = W.create().uint32((1 << 3) | 2).bytes(tensorType.finish());
-  return W.create().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).bytes(type.finish()).finish();
+function valueInfo(name: string, dims: readonly (string | number)[]): Record<string, unknown> {
+  const dim = dims.map((d) => (typeof d === 'string' ? { dim_param: d } : { dim_value: d }));
+  return { name, type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim } } } };
 }
 
 /** NodeProto of `op` with an optional transB = 1 attribute (Gemm). */
-function nodeProto(op: string, inputs: readonly string[], outputs: readonly string[], transB = false): Uint8Array {
-  const node = W.create();
-  for (const x of inputs) node.uint32((1 << 3) | 2).string(x);
-  for (const y of outputs) node.uint32((2 << 3) | 2).string(y);
-  node.uint32((4 << 3) | 2).string(op);
-  if (transB) {
-    const attr = W.create().uint32((1 << 3) | 2).string('transB').uint32((3 << 3) | 0).int64(1).uint32((20 << 3) | 0).int32(ATTRIBUTE_INT).finish();
-    node.uint32((5 << 3) | 2).bytes(attr);
-  }
-  return node.finish();
+function nodeProto(op: string, inputs: readonly string[], outputs: readonly string[], transB = false): Record<string, unknown> {
+  const attribute = transB ? [{ name: 'transB', type: AttributeType.INT, i: 1 }] : [];
+  return { op_type: op, input: [...inputs], output: [...outputs], attribute };
 }
 
-/** ModelProto (IR version 8, opset 13) of a graph with these nodes, inputs and outputs. */
-function modelProto(name: string, nodes: readonly Uint8Array[], inputs: readonly Uint8Array[], outputs: readonly Uint8Array[]): Uint8Array {
-  const graph = W.create();
-  for (const n of nodes) graph.uint32((1 << 3) | 2).bytes(n);
-  graph.uint32((2 << 3) | 2).string(name);
-  for (const x of inputs) graph.uint32((11 << 3) | 2).bytes(x);
-  for (const y of outputs) graph.uint32((12 << 3) | 2).bytes(y);
-  const opset = W.create().uint32((1 << 3) | 2).string('').uint32((2 << 3) | 0).int64(13).finish();
-  return W.create()
-    .uint32((1 << 3) | 0).int64(8)
-    .uint32((2 << 3) | 2).string('rebasin')
-    .uint32((7 << 3) | 2).bytes(graph.finish())
-    .uint32((8 << 3) | 2).bytes(opset)
-    .finish();
+/** ModelProto (IR version 8, opset 13) of a graph with these nodes, inputs and outputs, encoded. */
+function modelProto(name: string, node: readonly Record<string, unknown>[], input: readonly Record<string, unknown>[], output: readonly Record<string, unknown>[]): Uint8Array {
+  const fields = { ir_version: 8, producer_name: 'rebasin', opset_import: [{ domain: '', version: 13 }], graph: { name, node, input, output } };
+  return serializeOnnx(onnxModelFromObject(fields, name));
 }
 
 /**
@@ -76,7 +49,7 @@ export function gemmAbtModel(addRow = false): Uint8Array {
  */
 export function denseChainModel(widths: readonly number[], biases: readonly boolean[]): Uint8Array {
   const layers = widths.length - 1;
-  const nodes: Uint8Array[] = [];
+  const nodes: Record<string, unknown>[] = [];
   const inputs = [valueInfo('X', ['N', widths[0]])];
   let h = 'X';
   for (let l = 0; l < layers; l++) {
