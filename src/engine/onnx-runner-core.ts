@@ -24,9 +24,7 @@ import { floatToHalfBits, decodeF16Bits } from '../io/dtype.js';
 import { type OnnxDim, type OnnxDtype, type OnnxModel, initializersToInputs, serializeOnnx, withInitializers } from '../io/onnx.js';
 import type { Params, Tensor } from '../tensor.js';
 import { shapeToString } from '../tensor.js';
-import type { Evaluation } from '../measure/barrier.js';
-import type { BatchProgress, LabelledData, ModelRunner, ProbeBatch, UnitActivations } from '../measure/runner.js';
-import { crossEntropy } from '../model/mlp.js';
+import { crossEntropy, type BatchProgress, type Evaluation, type LabelledData, type ModelRunner, type ProbeBatch, type UnitActivations } from './runner.js';
 
 export interface OnnxTap {
   /** Name of the graph value (a node output) whose units the permutation acts on, e.g. '/Relu_output_0'. */

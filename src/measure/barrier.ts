@@ -10,12 +10,10 @@ import type { Params, Tensor } from '../tensor.js';
 import { lerp } from '../tensor.js';
 import { InputError } from '../errors.js';
 import { THRESHOLDS } from './checks.js';
-import type { BatchProgress } from './runner.js';
+import type { BatchProgress, Evaluation } from '../engine/runner.js';
 
-export interface Evaluation {
-  loss: number;
-  accuracy: number;
-}
+// Defined with the runner contract (engine/runner.ts), which returns it.
+export type { Evaluation } from '../engine/runner.js';
 
 export interface CurvePoint extends Evaluation {
   alpha: number;

@@ -1,8 +1,8 @@
 /** A ModelRunner for the built-in MLP (params without a graph: safetensors, the demo). */
 import type { Params } from '../tensor.js';
 import type { MatmulEngine } from '../engine/matmul.js';
-import type { ModelRunner, UnitActivations } from '../measure/runner.js';
-import { mlpForward, mlpLogits, mlpWidths, crossEntropy, type MlpArch } from './mlp.js';
+import { crossEntropy, type ModelRunner, type UnitActivations } from '../engine/runner.js';
+import { mlpForward, mlpLogits, mlpWidths, type MlpArch } from './mlp.js';
 
 export function mlpRunner(
   arch: MlpArch,

@@ -7,6 +7,9 @@ import type { Params, Tensor } from '../tensor.js';
 import { InputError } from '../errors.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 
+// The loss every runner reports lives with the runner contract; the MLP's trainer and tests use it from here.
+export { crossEntropy } from '../engine/runner.js';
+
 export interface MlpLayer {
   readonly weight: string;
   readonly bias: string | null;
@@ -130,28 +133,6 @@ function addRowVector(m: Float32Array, v: Float32Array, rows: number, cols: numb
     const base = r * cols;
     for (let c = 0; c < cols; c++) m[base + c] += v[c];
   }
-}
-
-/** Mean softmax cross-entropy and accuracy of logits (batch × classes) against integer labels. */
-export function crossEntropy(logits: Float32Array, labels: Int32Array, batch: number, classes: number): { loss: number; correct: number } {
-  let loss = 0;
-  let correct = 0;
-  for (let s = 0; s < batch; s++) {
-    const base = s * classes;
-    let max = -Infinity;
-    let arg = 0;
-    for (let c = 0; c < classes; c++) {
-      if (logits[base + c] > max) {
-        max = logits[base + c];
-        arg = c;
-      }
-    }
-    let sum = 0;
-    for (let c = 0; c < classes; c++) sum += Math.exp(logits[base + c] - max);
-    loss += Math.log(sum) + max - logits[base + labels[s]];
-    if (arg === labels[s]) correct++;
-  }
-  return { loss: loss / batch, correct };
 }
 
 /** A fresh MLP with PyTorch's default Linear initialisation (uniform ±1/√fan_in), from a seeded RNG. */
