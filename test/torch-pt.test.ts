@@ -38,6 +38,9 @@ const VALID: readonly { file: string; wrapper: string | null }[] = [
   { file: 'mixed-protocol4.pt', wrapper: null },
   { file: 'checkpoint-protocol5.pth', wrapper: 'state_dict' },
   { file: 'parameters.pt', wrapper: null },
+  // PyTorch >= 2.0's archive layout (root 'archive/', byteorder and serialization_id records), repacked
+  // from mlp-a.pt by make_torch2_layout.py: Debian's torch is 1.13.
+  { file: 'mlp-a-torch2-layout.pt', wrapper: null },
 ];
 
 function hex(b: Uint8Array): string {
