@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkHeadPerms, headGroupOf, headPermutation, headStructured, randomSpecPerms } from '../src/spec/heads.js';
 import { specFromAxes } from '../src/spec/spec.js';
+import { solveHeadGroup } from '../src/match/head-assignment.js';
 import { isPermutation } from '../src/permute.js';
 import { InputError } from '../src/errors.js';
 
@@ -76,4 +77,8 @@ test('randomSpecPerms: every permutation drawn, head groups whole and moved alik
   }
   assert.ok(moved >= 3, 'free permutations are drawn, not left as the identity');
   assert.deepEqual(randomSpecPerms(spec, sizes, 9), randomSpecPerms(spec, sizes, 9));
+});
+
+test('solveHeadGroup refuses a member whose units do not split into the heads', () => {
+  assert.throws(() => solveHeadGroup([{ cost: new Float64Array(25), n: 5 }], 2), /solveHeadGroup: 5 units are not 2 heads/);
 });
