@@ -3,22 +3,28 @@
  *
  * Coordinate descent from the identity solves each permutation with its neighbours still wrong; on deep
  * models with many tied axes (transformers: one residual permutation touches every block) it can settle in
- * a poor fixed point even when B is an exact permutation of A. Here every permutation is chosen on its own
- * from features its neighbours cannot change: a unit's row of a tensor (the unit's axis first, the rest
- * flattened) is used as is when no other axis of that tensor is permuted, and sorted when one is — sorting
+ * a poor fixed point even when B is an exact permutation of A. Here the permutations are chosen one at a
+ * time, each from features that no permutation still to be chosen can change: a unit's rows of the
+ * tensors (the unit's axis first, the rest flattened) whose other permuted axes are all chosen already
+ * (B's rows gathered by those choices); when it has none, its rows of every tensor, sorted — sorting
  * forgets the order that the other permutations would impose. The cost of sending A's unit i to B's unit
- * j is the sum over the permutation's axes of ⟨features_A(i), features_B(j)⟩.
+ * j is the sum over those tensors of ⟨features_A(i), features_B(j)⟩. The permutations whose rows need the
+ * least sorting go first: in a transformer the residual stream (its embeddings and LayerNorms are permuted
+ * on that axis alone), then every block's heads and MLP from rows gathered by it. Sorted rows are used
+ * only when nothing else is at hand: sorting costs more than the product, and sorted rows are nearly
+ * proportional to one profile, which makes a cost close to rank one and slow to solve.
  *
- * When B = P(A) exactly, each unit's features in B equal its twin's in A, and (by the rearrangement and
- * Cauchy–Schwarz inequalities) the assignment that pairs equal features scores strictly highest unless two
- * units of A have equal features: the planted P is found in one step for every permutation, whatever the
- * visiting order. On independently trained models it is only a start; descent goes on from it.
+ * When B = P(A) exactly and the permutations chosen so far are P's, each unit's features in B equal its
+ * twin's in A, and (by the rearrangement and Cauchy–Schwarz inequalities) the assignment that pairs equal
+ * features scores strictly highest unless two units of A have equal features: so, step by step, the
+ * planted P is found, whatever the visiting order of descent. On independently trained models it is only
+ * a start; descent goes on from it.
  */
 import type { PermutationSpec } from '../spec/spec.js';
 import { permSizes } from '../spec/spec.js';
 import { segmentedSource } from '../spec/segments.js';
 import type { Params, Tensor } from '../tensor.js';
-import { axisFirstMatrix } from '../tensor.js';
+import { axisFirstMatrix, sizeOf, take } from '../tensor.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { solveAssignment } from './lap.js';
@@ -67,18 +73,37 @@ function centreInPlace(cost: Float64Array, n: number): Float64Array {
   return cost;
 }
 
-/** Per permutation, the n×n cost (float64, row-major) of sending A's unit i to B's unit j. */
-async function featureCost(spec: PermutationSpec, p: string, n: number, a: ParamSource, b: ParamSource, engine: MatmulEngine): Promise<Float64Array> {
+/** The other permuted axes of a term's tensor, and whether every one of them is chosen already. */
+function otherAxes(spec: PermutationSpec, tensor: string, axis: number, chosen: Readonly<Record<string, Int32Array>>): { axes: { axis: number; perm: string }[]; known: boolean } {
+  const axes: { axis: number; perm: string }[] = [];
+  spec.axesToPerm[tensor].forEach((q, d) => {
+    if (q !== null && d !== axis) axes.push({ axis: d, perm: q });
+  });
+  return { axes, known: axes.every(({ perm }) => Object.hasOwn(chosen, perm)) };
+}
+
+/**
+ * Per permutation, the n×n cost (float64, row-major) of sending A's unit i to B's unit j: over its terms
+ * whose other permuted axes are all chosen, the product of the units' rows (B's gathered by those
+ * choices); when it has no such term, over all its terms with both sides' rows sorted.
+ */
+async function featureCost(spec: PermutationSpec, p: string, n: number, a: ParamSource, b: ParamSource, engine: MatmulEngine, chosen: Readonly<Record<string, Int32Array>>): Promise<Float64Array> {
   const cost = new Float64Array(n * n);
-  for (const { tensor, axis } of spec.permToAxes[p]) {
-    const sortRows = spec.axesToPerm[tensor].some((q, d) => q !== null && d !== axis);
+  const terms = spec.permToAxes[p].map((t) => ({ ...t, ...otherAxes(spec, t.tensor, t.axis, chosen) }));
+  // Rows that must be sorted are only used when nothing better is at hand: sorting them costs more than
+  // the product, and their near rank-one cost is slow to solve.
+  const anyKnown = terms.some((t) => t.known);
+  for (const { tensor, axis, axes, known } of terms) {
+    if (anyKnown && !known) continue;
+    const sortRows = !known;
     // Copies: a file source's tensor is only valid during use().
     const features = (t: Tensor) => {
       const f = unitFeatures(t, axis, sortRows);
       return f.data === t.data ? { ...f, data: Float32Array.from(f.data) } : f;
     };
+    const gathered = (t: Tensor) => features(axes.reduce((x, { axis: d, perm }) => take(x, chosen[perm], d), t));
     const fa = a.use(tensor, features);
-    const fb = b.use(tensor, features);
+    const fb = b.use(tensor, sortRows ? features : gathered);
     if (fa.cols === 0) continue;
     const c = await engine.abt(fa.data, n, fb.data, n, fa.cols);
     for (let k = 0; k < c.length; k++) cost[k] += c[k];
@@ -87,8 +112,38 @@ async function featureCost(spec: PermutationSpec, p: string, n: number, a: Param
 }
 
 /**
- * Initial permutations for weight matching (its `initPerms`): each chosen from features the other
- * permutations leave unchanged; head groups jointly, keeping heads whole.
+ * Which permutation (or head group) to choose next: the one whose features the chosen ones determine
+ * most, counted in feature columns (rows that need no sorting), the spec's order breaking ties.
+ */
+function nextToChoose(spec: PermutationSpec, units: readonly string[][], sizes: Readonly<Record<string, number>>, shapes: Params, chosen: Readonly<Record<string, Int32Array>>): number {
+  let best = -1;
+  let bestShare = -1;
+  units.forEach((perms, u) => {
+    if (perms.every((p) => Object.hasOwn(chosen, p))) return;
+    let known = 0;
+    let all = 0;
+    for (const p of perms) {
+      for (const { tensor, axis } of spec.permToAxes[p]) {
+        const cols = sizeOf(shapes[tensor].shape) / sizes[p];
+        all += cols;
+        if (otherAxes(spec, tensor, axis, chosen).known) known += cols;
+      }
+    }
+    const share = all === 0 ? 0 : known / all;
+    if (share > bestShare) {
+      best = u;
+      bestShare = share;
+    }
+  });
+  return best;
+}
+
+/**
+ * Initial permutations for weight matching (its `initPerms`), chosen one at a time (head groups jointly,
+ * keeping heads whole): each from its units' rows, used as they are where the tensor's other permuted
+ * axes are chosen already (B's rows gathered by them) and sorted where they are not, so that no feature
+ * depends on a permutation not yet chosen. The first chosen are those whose rows need the least sorting
+ * (a transformer's residual stream, fixed by its embeddings; an MLP's first layer).
  */
 export async function sortedStart(spec: PermutationSpec, paramsA: Params, paramsB: Params, engine: MatmulEngine = jsMatmul): Promise<Record<string, Int32Array>> {
   return sortedStartFrom(spec, paramsSource(paramsA, 'model A'), paramsSource(paramsB, 'model B'), engine);
@@ -98,19 +153,26 @@ export async function sortedStart(spec: PermutationSpec, paramsA: Params, params
 export async function sortedStartFrom(spec: PermutationSpec, sourceA: ParamSource, sourceB: ParamSource, engine: MatmulEngine = jsMatmul): Promise<Record<string, Int32Array>> {
   const sizes = permSizes(spec, shapeStubs(sourceA));
   const [a, b] = spec.segments === undefined ? [sourceA, sourceB] : [segmentedSource(spec.segments, sourceA), segmentedSource(spec.segments, sourceB)];
+  const shapes = shapeStubs(a);
+  const chosen: Record<string, Int32Array> = Object.create(null);
+  const grouped = new Set(Object.values(spec.heads ?? {}).flatMap((g) => g.perms));
+  const units: string[][] = [...Object.values(spec.heads ?? {}).map((g) => [...g.perms]), ...Object.keys(spec.permToAxes).filter((p) => !grouped.has(p)).map((p) => [p])];
+  const headCount = new Map(Object.values(spec.heads ?? {}).map((g) => [g.perms[0], g.count]));
+  for (let u = nextToChoose(spec, units, sizes, shapes, chosen); u >= 0; u = nextToChoose(spec, units, sizes, shapes, chosen)) {
+    const perms = units[u];
+    const count = headCount.get(perms[0]);
+    if (count !== undefined) {
+      const members = [];
+      for (const p of perms) members.push({ cost: await featureCost(spec, p, sizes[p], a, b, engine, chosen), n: sizes[p] });
+      solveHeadGroup(members, count).perms.forEach((sigma, m) => (chosen[perms[m]] = sigma));
+    } else {
+      const [p] = perms;
+      const n = sizes[p];
+      chosen[p] = Int32Array.from(solveAssignment(await featureCost(spec, p, n, a, b, engine, chosen), n, n, { maximize: true }).rowToCol);
+    }
+  }
   const out: Record<string, Int32Array> = Object.create(null);
-  const grouped = new Set<string>();
-  for (const { count, perms } of Object.values(spec.heads ?? {})) {
-    const members = [];
-    for (const p of perms) members.push({ cost: await featureCost(spec, p, sizes[p], a, b, engine), n: sizes[p] });
-    solveHeadGroup(members, count).perms.forEach((sigma, m) => (out[perms[m]] = sigma));
-    for (const p of perms) grouped.add(p);
-  }
-  for (const p of Object.keys(spec.permToAxes)) {
-    if (grouped.has(p)) continue;
-    const n = sizes[p];
-    out[p] = Int32Array.from(solveAssignment(await featureCost(spec, p, n, a, b, engine), n, n, { maximize: true }).rowToCol);
-  }
+  for (const p of Object.keys(spec.permToAxes)) out[p] = chosen[p];
   return out;
 }
 
