@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { alphaGrid, barrierOf, interpolate, reduction, sweep, type CurvePoint } from '../src/measure/barrier.js';
-import { invarianceCheck, monotonicityCheck, selfCheck, THRESHOLDS } from '../src/measure/checks.js';
+import { formatNumber, invarianceCheck, monotonicityCheck, selfCheck, THRESHOLDS } from '../src/measure/checks.js';
 import { InputError } from '../src/errors.js';
 
 const curve = (losses: number[], accs: number[]): CurvePoint[] =>
@@ -149,4 +149,40 @@ test('checks pass and fail at their tolerances', () => {
   assert.equal(monotonicityCheck(1, 1 + 1e-7).status, 'PASS');
   assert.equal(monotonicityCheck(1, 1.01).status, 'FAIL');
   assert.equal(monotonicityCheck(1, NaN).status, 'FAIL');
+});
+
+test('checks at their exact tolerances, with the values and words a report prints', () => {
+  // A tolerance is inclusive: drift equal to it passes.
+  const inv = invarianceCheck(THRESHOLDS.invarianceDrift);
+  assert.deepEqual(inv, {
+    name: 'permutation invariance',
+    status: 'PASS',
+    value: 1e-4,
+    requirement: 'max |B(x) − P(B)(x)| ≤ 0.0001',
+    detail: 'random permutation of B changes its outputs by at most 1.00e-4 on the probe batch',
+  });
+  const mono = monotonicityCheck(0.5, 0.5 + THRESHOLDS.monotonicity);
+  assert.equal(mono.status, 'PASS');
+  assert.ok(Math.abs(mono.value! - 1e-6) < 1e-12);
+  assert.equal(mono.name, 'monotonicity');
+  assert.equal(mono.requirement, 'barrier after ≤ barrier before + 0.000001');
+  assert.equal(mono.detail, 'before 0.5000, after 0.5000');
+  assert.equal(monotonicityCheck(2, 1.5).value, -0.5);
+  const self = selfCheck([], 0);
+  assert.equal(self.name, 'align-to-self');
+  assert.equal(self.requirement, 'A aligned to A: identity permutations and barrier ≤ 0.000001');
+  assert.equal(self.detail, 'all permutations are the identity, barrier 0');
+  assert.equal(selfCheck(['a', 'b', 'c'], 0).detail, '3 permutations NOT the identity (a, b, c), barrier 0');
+  assert.equal(selfCheck(['a', 'b', 'c', 'd'], 2e-3).detail, '4 permutations NOT the identity (a, b, c, ...), barrier 0.0020');
+  assert.equal(selfCheck(['P_1'], 0).detail, '1 permutation NOT the identity (P_1), barrier 0');
+});
+
+test('formatNumber: fixed between 1e-3 and 1e5, exponential outside, and a bare 0', () => {
+  assert.equal(formatNumber(0), '0');
+  assert.equal(formatNumber(1e-3), '0.0010');
+  assert.equal(formatNumber(-1e-3), '-0.0010');
+  assert.equal(formatNumber(9.99e-4), '9.99e-4');
+  assert.equal(formatNumber(99999.5), '99999.5000');
+  assert.equal(formatNumber(1e5), '1.00e+5');
+  assert.equal(formatNumber(-2.5e7), '-2.50e+7');
 });
