@@ -158,3 +158,12 @@ test('hint: an attention model matched by weights is pointed to activation match
   assert.match(reportHint({ ...base, attention: false }) ?? '', /narrowest permuted layer has 32 units/);
   assert.equal(reportHint({ ...base, verdict: 'collapsed' }), null);
 });
+
+test('hint: REPAIR that did not lower an attention model\'s barrier is said to be no way out; one that did is recommended', () => {
+  const base: ReportFacts = { method: 'activation', verdict: 'reduced', normalisation: 'none', narrowestWidth: 32, repaired: { before: 1.2, after: 1.15 }, attention: true };
+  assert.match(reportHint(base) ?? '', /REPAIR did not lower the aligned barrier of this attention model \(1\.2\d* -> 1\.15\d*\)/);
+  assert.match(reportHint({ ...base, repaired: { before: 1.2, after: 0.6 } }) ?? '', /REPAIR lowers the aligned barrier/);
+  // Not measured, or not an attention model: the width hint, as before.
+  assert.match(reportHint({ ...base, repaired: null }) ?? '', /narrowest permuted layer has 32 units/);
+  assert.match(reportHint({ ...base, attention: false }) ?? '', /narrowest permuted layer has 32 units/);
+});

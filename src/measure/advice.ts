@@ -62,6 +62,8 @@ const BN_WORDS: Record<Exclude<Normalisation, 'none'>, string> = {
  *   3b. an attention model matched by weights, barrier not collapsed → activation matching (on the
  *       committed ViT pairs it removes far more of the barrier: BENCHMARKS.md, "Transformers")
  *   4. REPAIR (measured) reduced the aligned barrier → merge with --repair
+ *   4b. an attention model where REPAIR (measured) did not reduce it → say so (on the committed ViT
+ *       pairs it moves the midpoint loss by a few percent at most: BENCHMARKS.md, "Transformers")
  *   5. a permuted layer ≤ NARROW_WIDTH units → width
  */
 export function reportHint(f: ReportFacts): string | null {
@@ -78,6 +80,9 @@ export function reportHint(f: ReportFacts): string | null {
     const v = verdictOf(f.repaired.before, f.repaired.after);
     if (v === 'collapsed' || v === 'reduced') {
       return `hint: REPAIR lowers the aligned barrier from ${formatNumber(f.repaired.before)} to ${formatNumber(f.repaired.after)}: merge with --repair`;
+    }
+    if (f.attention === true) {
+      return `hint: REPAIR did not lower the aligned barrier of this attention model (${formatNumber(f.repaired.before)} -> ${formatNumber(f.repaired.after)}); its LayerNorms already renormalise the residual stream, so --repair is not the way out here`;
     }
   }
   if (f.narrowestWidth !== null && f.narrowestWidth <= NARROW_WIDTH) {

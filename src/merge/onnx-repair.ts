@@ -10,9 +10,9 @@
  * an Add of a bias [out] is a layer too, measured per unit over every token of the probe (tokens as rows);
  * its weight is [in, out], so its units lie on axis 1. That covers an MLP's hidden units (fc1, before its
  * GELU) and also q, k, v, the out-projection and fc2: on the trained ViT fixtures, correcting the MLP
- * hidden units alone made the merged midpoint worse in three of four cases, while correcting every such
- * layer lowered its loss in all four (BENCHMARKS.md, "Transformers"), so every affine layer with a bias
- * of its own is corrected, as REPAIR does for every conv of a ResNet.
+ * hidden units alone raised the merged midpoint's loss in three of four cases, while correcting every such
+ * layer lowered it in three and left it as it was in the fourth (BENCHMARKS.md, "Transformers"), so every
+ * affine layer with a bias of its own is corrected, as REPAIR does for every conv of a ResNet.
  *
  * Not corrected (reported as skipped, with the reason):
  *  - a Conv or Gemm without a bias input: the correction needs a per-unit shift, and adding an initializer
