@@ -75,8 +75,9 @@ test('sweep evaluates each endpoint on the model itself: a lerp would turn a sha
   const a = { w: { shape: [2], data: Float32Array.from([-Infinity, 1]) } };
   const b = { w: { shape: [2], data: Float32Array.from([-Infinity, 3]) } };
   const seen: { alpha: number; mask: number }[] = [];
-  await sweep(a, b, 2, async (p, alpha) => {
+  await sweep(a, b, 2, async (p, alpha, onBatch) => {
     seen.push({ alpha, mask: p.w.data[0] });
+    onBatch?.(1, 1); // a runner reporting its batches to a sweep that listens to nothing
     return { loss: 1, accuracy: 1 };
   });
   assert.deepEqual(seen.map((s) => s.alpha), [0, 0.5, 1]);
