@@ -17,7 +17,7 @@ const INTEGRATION = [
   'cli-commands', 'cli-demo', 'cli-outputs', 'cli-safety', 'report-cli', 'report-json-schema', 'runtime-litter',
   'hostile-input', 'hostile-names', 'merge', 'merge-bn', 'stream-onnx', 'torch-pt',
   'data', 'measure-real', 'onnx-runner',
-  'package-entries', 'package-pack', 'readme-figures',
+  'package-entries', 'package-pack', 'readme-figures', 'transformer-report',
 ];
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
