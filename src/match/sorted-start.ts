@@ -93,8 +93,23 @@ async function featureCost(spec: PermutationSpec, p: string, n: number, a: Param
   // Rows that must be sorted are only used when nothing better is at hand: sorting them costs more than
   // the product, and their near rank-one cost is slow to solve.
   const anyKnown = terms.some((t) => t.known);
-  for (const { tensor, axis, axes, known } of terms) {
-    if (anyKnown && !known) continue;
+  // Terms are laid side by side and multiplied together, up to a bounded width (at least the widest
+  // term's, so memory stays near what one term needs): one product and one float64 pass per batch
+  // rather than per term (a bias is one column, yet its own product would be a full n × n).
+  const used = terms.filter((t) => !anyKnown || t.known);
+  const colsOf = (tensor: string) => sizeOf(a.shape(tensor)) / n;
+  const cap = Math.max(Math.floor(2 ** 23 / n), ...used.map((t) => colsOf(t.tensor)));
+  let batch: { fa: Float32Array; fb: Float32Array; cols: number }[] = [];
+  let width = 0;
+  const flush = async () => {
+    if (width === 0) return;
+    const [fa, fb] = [sideBySide(batch.map((f) => ({ data: f.fa, cols: f.cols })), n, width), sideBySide(batch.map((f) => ({ data: f.fb, cols: f.cols })), n, width)];
+    const c = await engine.abt(fa, n, fb, n, width);
+    for (let k = 0; k < c.length; k++) cost[k] += c[k];
+    batch = [];
+    width = 0;
+  };
+  for (const { tensor, axis, axes, known } of used) {
     const sortRows = !known;
     // Copies: a file source's tensor is only valid during use().
     const features = (t: Tensor) => {
@@ -105,10 +120,26 @@ async function featureCost(spec: PermutationSpec, p: string, n: number, a: Param
     const fa = a.use(tensor, features);
     const fb = b.use(tensor, sortRows ? features : gathered);
     if (fa.cols === 0) continue;
-    const c = await engine.abt(fa.data, n, fb.data, n, fa.cols);
-    for (let k = 0; k < c.length; k++) cost[k] += c[k];
+    if (width + fa.cols > cap) await flush();
+    batch.push({ fa: fa.data, fb: fb.data, cols: fa.cols });
+    width += fa.cols;
   }
+  await flush();
   return centreInPlace(cost, n);
+}
+
+/** n-row matrices laid side by side into one n × width matrix (row-major); one alone is returned as is. */
+function sideBySide(parts: readonly { data: Float32Array; cols: number }[], n: number, width: number): Float32Array {
+  if (parts.length === 1) return parts[0].data;
+  const out = new Float32Array(n * width);
+  for (let r = 0; r < n; r++) {
+    let at = r * width;
+    for (const { data, cols } of parts) {
+      out.set(data.subarray(r * cols, (r + 1) * cols), at);
+      at += cols;
+    }
+  }
+  return out;
 }
 
 /**
@@ -197,7 +228,8 @@ export async function weightMatchingChecked(options: SourceMatchingOptions): Pro
   const sorted = sourceObjective(spec, start, sourceA, sourceB);
   if (!(sorted > settled + 1e-9 * Math.max(1, Math.abs(settled)))) return { ...first, start: 'identity' };
   const second = await weightMatchingFrom({ ...options, initPerms: start });
-  return second.objectiveAfter > first.objectiveAfter ? { ...second, start: 'sorted' } : { ...first, start: 'identity' };
+  // Reported from where matching began (the identity), whichever descent is kept.
+  return second.objectiveAfter > first.objectiveAfter ? { ...second, objectiveBefore: first.objectiveBefore, start: 'sorted' } : { ...first, start: 'identity' };
 }
 
 /** weightMatchingChecked for params in memory. */
