@@ -43,6 +43,8 @@ test('checked weight matching recovers planted transformer permutations from eve
     if (!exactlyA(a, applyPermutation(spec, plain.perms, b))) plainMisses++;
     const checked = await weightMatchingCheckedInMemory({ spec, paramsA: a, paramsB: b, seed });
     assert.ok(exactlyA(a, applyPermutation(spec, checked.perms, b)), `seed ${seed}: planted permutation not recovered`);
+    // Reported from the identity, whichever descent was kept.
+    assert.equal(checked.objectiveBefore, plain.objectiveBefore, `seed ${seed}: objective before`);
   }
   // The case the check exists for must occur here, or this test proves nothing about it.
   assert.ok(plainMisses > 0, 'plain descent recovered every planted permutation: make the model harder');
