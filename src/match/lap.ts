@@ -180,7 +180,7 @@ function bestColumnPotentials(cost: Float64Array | Float32Array, sign: number, n
 }
 
 /** Reject NaN and the infinity that would make a pair infinitely attractive (no optimum exists then). */
-function checkEntries(cost: Float64Array | Float32Array, rows: number, cols: number, maximize: boolean): void {
+export function checkEntries(cost: Float64Array | Float32Array, rows: number, cols: number, maximize: boolean): void {
   const bad = maximize ? Infinity : -Infinity;
   for (let k = 0; k < cost.length; k++) {
     const x = cost[k];
@@ -212,7 +212,7 @@ function workingCopy(
   return out;
 }
 
-function infeasible(nr: number, nc: number): InputError {
+export function infeasible(nr: number, nc: number): InputError {
   return new InputError(
     `assignment: the ${nr}x${nc} cost matrix is infeasible (forbidden pairs leave no complete assignment)`,
   );
@@ -223,7 +223,7 @@ function infeasible(nr: number, nc: number): InputError {
  * reduced costs, then augment along the path and update the potentials. Requires nr ≤ nc, reduced
  * costs ≥ 0 on the rows already matched, and (when nr < nc) every free column holding the largest v.
  */
-function augmentAllFreeRows(
+export function augmentAllFreeRows(
   c: Float64Array,
   sign: number,
   nr: number,
@@ -398,7 +398,7 @@ function prepareWarmStart(
   }
 }
 
-function checkLength(a: ArrayLike<number> | undefined, n: number, name: string, rows: number, cols: number): void {
+export function checkLength(a: ArrayLike<number> | undefined, n: number, name: string, rows: number, cols: number): void {
   if (a !== undefined && a.length !== n) {
     throw new InputError(`assignment warm start: ${name} has length ${a.length}, expected ${n} for a ${rows}x${cols} matrix`);
   }

@@ -9,6 +9,10 @@
  */
 import { InputError } from '../../src/errors.js';
 import type { AssignmentResult, WarmStart } from '../../src/match/lap.js';
+// The shortest-augmenting-path core and the input checks are the production solver's own (lap.ts): they
+// are what the rectangular solve runs and is tested on by brute force; the oracle's twin of the
+// WebAssembly is its start and row reduction.
+import { augmentAllFreeRows, checkEntries, checkLength, infeasible } from '../../src/match/lap.js';
 
 /** The square n × n problem, minimised (or maximised), from cold or from a warm start. */
 export function solveSquareOracle(
@@ -31,20 +35,6 @@ export function solveSquareOracle(
   return { rowToCol: col4row, colToRow: row4col, objective, rowPotential: u, colPotential: v };
 }
 
-/** Reject NaN and the infinity that would make a pair infinitely attractive (no optimum exists then). */
-function checkEntries(cost: Float64Array | Float32Array, rows: number, cols: number, maximize: boolean): void {
-  const bad = maximize ? Infinity : -Infinity;
-  for (let k = 0; k < cost.length; k++) {
-    const x = cost[k];
-    if (x !== x || x === bad) {
-      // x !== x is the NaN test.
-      throw new InputError(
-        `assignment: cost[${Math.floor(k / cols)}][${k % cols}] of the ${rows}x${cols} matrix is ${x}; ` +
-          `costs must be numbers (${maximize ? '-Infinity' : '+Infinity'} marks a forbidden pair)`,
-      );
-    }
-  }
-}
 
 /**
  * The start of a square n × n minimisation problem (sign · c): potentials u, v and a partial matching with
@@ -248,102 +238,5 @@ function augmentingRowReduction(
   }
 }
 
-function infeasible(nr: number, nc: number): InputError {
-  return new InputError(
-    `assignment: the ${nr}x${nc} cost matrix is infeasible (forbidden pairs leave no complete assignment)`,
-  );
-}
 
-/**
- * The core: for each unmatched row, one Dijkstra search from that row to the nearest free column over
- * reduced costs, then augment along the path and update the potentials. Requires nr ≤ nc, reduced
- * costs ≥ 0 on the rows already matched, and (when nr < nc) every free column holding the largest v.
- */
-function augmentAllFreeRows(
-  c: Float64Array,
-  sign: number,
-  nr: number,
-  nc: number,
-  u: Float64Array,
-  v: Float64Array,
-  col4row: Int32Array,
-  row4col: Int32Array,
-): void {
-  // Work arrays, allocated once per solve.
-  const dist = new Float64Array(nc); // shortest reduced-cost distance from the start row to each column
-  const pred = new Int32Array(nc); // the row from which each column was best reached
-  const settledCols = new Int32Array(nc); // columns in the order the search settled them ...
-  const settledDist = new Float64Array(nc); // ... and their final distances
-  const scannedRows = new Int32Array(nr);
 
-  for (let start = 0; start < nr; start++) {
-    if (col4row[start] >= 0) continue;
-    dist.fill(Infinity);
-    let numSettled = 0;
-    let numScanned = 0;
-    let minVal = 0; // distance of the column settled last
-    let i = start;
-    let sink = -1;
-
-    while (sink < 0) {
-      scannedRows[numScanned++] = i;
-      // Relax every unsettled column through row i and pick the nearest one; on ties prefer a free
-      // column, where the search can stop at once. A settled column has dist = NaN, which fails every
-      // comparison below: that drops it from the scan without a branch or an index list, and keeps the
-      // loop a sequential pass over the cost row, v and dist (faster than visiting a packed list of
-      // unsettled columns, whose gathers from the cost row defeat the cache prefetcher).
-      const base = i * nc;
-      const offset = minVal - u[i];
-      let lowest = Infinity;
-      let best = -1;
-      for (let j = 0; j < nc; j++) {
-        const d = dist[j];
-        const r = offset + sign * c[base + j] - v[j];
-        // Two branches rather than "relax, then compare": each path does one comparison against lowest
-        // in the common case.
-        if (r < d) {
-          dist[j] = r;
-          pred[j] = i;
-          if (r <= lowest && (r < lowest || row4col[j] < 0)) {
-            lowest = r;
-            best = j;
-          }
-        } else if (d <= lowest && (d < lowest || row4col[j] < 0)) {
-          lowest = d;
-          best = j;
-        }
-      }
-      if (best < 0 || lowest === Infinity) throw infeasible(nr, nc);
-      minVal = lowest;
-      dist[best] = NaN;
-      settledCols[numSettled] = best;
-      settledDist[numSettled++] = lowest;
-      if (row4col[best] < 0) sink = best;
-      else i = row4col[best];
-    }
-
-    // Potentials: rows and columns settled before the sink move so that matched pairs and the new path
-    // stay at reduced cost 0 and every other reduced cost stays ≥ 0. Scanned row k (k ≥ 1) was reached
-    // through settled column k − 1, its matched column.
-    u[start] += minVal;
-    for (let k = 1; k < numScanned; k++) u[scannedRows[k]] += minVal - settledDist[k - 1];
-    for (let k = 0; k < numSettled; k++) v[settledCols[k]] -= minVal - settledDist[k];
-
-    // Flip the matching along the path sink ← … ← start.
-    let j = sink;
-    for (;;) {
-      const r = pred[j];
-      row4col[j] = r;
-      const prev = col4row[r];
-      col4row[r] = j;
-      if (r === start) break;
-      j = prev;
-    }
-  }
-}
-
-function checkLength(a: ArrayLike<number> | undefined, n: number, name: string, rows: number, cols: number): void {
-  if (a !== undefined && a.length !== n) {
-    throw new InputError(`assignment warm start: ${name} has length ${a.length}, expected ${n} for a ${rows}x${cols} matrix`);
-  }
-}
