@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { activationMatching, indistinctUnits, similarityMatrix, type LayerActivations } from '../src/match/activation-matching.js';
+import { headPermutation } from '../src/spec/heads.js';
+import { InputError } from '../src/errors.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createRng } from '../src/random.js';
 import { pythonSkipReason, runPython, withTempDir } from './python.js';
@@ -143,7 +145,37 @@ test('a unit that never varies is indistinct: a zero row for Pearson, and for co
     a[k * width + 2] = 0; // dead
   }
   assert.deepEqual(indistinctUnits(a, count, width, 'pearson'), [false, true, true]);
+  assert.deepEqual(indistinctUnits(a, count, width), [false, true, true]); // Pearson is the default
+  // A unit that is zero on some examples only is still told apart.
+  const sparse = Float32Array.from({ length: 8 }, (_, k) => (k % 2 === 0 ? 0 : k));
+  assert.deepEqual(indistinctUnits(sparse, 8, 1, 'cosine'), [false]);
   assert.deepEqual(indistinctUnits(a, count, width, 'cosine'), [false, false, true]);
   const sim = await similarityMatrix({ a, b: a, count, width }, 'pearson', jsMatmul);
   assert.deepEqual([...sim.subarray(3, 9)], [0, 0, 0, 0, 0, 0]);
+});
+
+test('activationMatching: Pearson by default, sizes checked, head groups matched whole with their mean similarity', async () => {
+  const layer = layerPair(60, 8, 5, 0.9);
+  const pearson = await activationMatching({ L: layer }, { score: 'pearson' });
+  assert.deepEqual(await activationMatching({ L: layer }), pearson);
+  await assert.rejects(
+    activationMatching({ L: { ...layer, b: layer.b.subarray(1) } }),
+    (e: unknown) => e instanceof InputError && e.message === "activations of 'L': expected 60 × 8 values for both models",
+  );
+  // Two members of one head group (4 heads of 2), plus a free permutation; a group member absent is skipped.
+  const qk = layerPair(60, 8, 6, 0.9);
+  const v = layerPair(60, 8, 7, 0.9);
+  const heads = { attn: { count: 4, perms: ['qk', 'v', 'absent'] } };
+  const r = await activationMatching({ qk, v, free: layer }, { heads });
+  const pq = headPermutation(r.perms.qk, 4);
+  const pv = headPermutation(r.perms.v, 4);
+  assert.ok('pi' in pq && 'pi' in pv, 'heads kept whole');
+  assert.deepEqual(pq.pi, pv.pi, 'both members move the heads alike');
+  assert.deepEqual(r.perms.free, pearson.perms.L);
+  assert.equal(r.perms.absent, undefined);
+  for (const [name, l] of Object.entries({ qk, v })) {
+    const sim = await similarityMatrix(l, 'pearson', jsMatmul);
+    const mean = Array.from(r.perms[name], (j, i) => sim[i * 8 + j]).reduce((s, x) => s + x, 0) / 8;
+    assert.ok(Math.abs(r.meanSimilarityAfter[name] - mean) < 1e-9, `${name}: mean similarity after`);
+  }
 });
