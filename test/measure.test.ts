@@ -121,6 +121,8 @@ test('sweep takes known endpoint evaluations as given and counts progress in pas
 
 test('barrierOf: a curve needs both endpoints; on a tie the first α where the barrier is attained is reported', () => {
   assert.throws(() => barrierOf([{ alpha: 0, loss: 1, accuracy: 1 }]), /two endpoints/);
+  // The endpoints alone (alphaGrid(1)) are a curve: no barrier above its own chord.
+  assert.deepEqual(barrierOf(curve([1, 3], [0.9, 0.7])), { loss: 0, lossOverEndpoints: 0, accuracy: 0, argmaxAlpha: 0 });
   assert.throws(() => alphaGrid(1.5), /integer ≥ 1/);
   const tie = barrierOf(curve([0, 1, 1, 0], [1, 1, 1, 1]));
   assert.equal(tie.loss, 1);
