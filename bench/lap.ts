@@ -138,7 +138,7 @@ export interface LapInMatchingRow {
 export async function captureMatchingRun(width: number, maxSteps: number): Promise<{ matrices: Float64Array[]; perms: string[] }> {
   const [{ weightMatching }, { mlpSpec }, { createOrtMatmul }, { heMlp }] = await Promise.all([
     import('../src/match/weight-matching.js'),
-    import('../src/spec/mlp.js'),
+    import('../src/permutation-spec/mlp.js'),
     import('../src/engine/ort-matmul.js'),
     import('./wm.js'),
   ]);

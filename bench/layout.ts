@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { axisSplit, sizeOf, take, writeAxisFirst, writeGatheredAxisFirst, type Tensor } from '../src/tensor.js';
 import { createRng, shuffledRange, type Rng } from '../src/random.js';
-import { mlpSpec } from '../src/spec/mlp.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The baseline: src/tensor.ts's functions as they were before the tiled kernels (commit 124e8a9). Their

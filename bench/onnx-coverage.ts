@@ -1,5 +1,5 @@
 /**
- * Coverage of the ONNX graph walk (src/spec/onnx-graph.ts) on real third-party models: for each model file,
+ * Coverage of the ONNX graph walk (src/permutation-spec/onnx-graph.ts) on real third-party models: for each model file,
  * derive the permutation spec, and check that a random permutation through it leaves the network's
  * function unchanged (ONNX Runtime on random inputs, every output compared). No reference side, no network.
  *
@@ -47,10 +47,10 @@ import type { OnnxGraph, OnnxModel, OnnxTensorValue, OnnxValueInfo } from '../sr
 import { isFloatDtype, onnxModelFromObject, onnxParams, onnxToObject, serializeOnnx, withInitializers } from '../src/io/onnx.js';
 import { readModel } from '../src/cli/model-file.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
-import { specFromOnnx, type OnnxSpec } from '../src/spec/onnx-graph.js';
-import { permSizes } from '../src/spec/spec.js';
+import { specFromOnnx, type OnnxSpec } from '../src/permutation-spec/onnx-graph.js';
+import { permSizes } from '../src/permutation-spec/spec.js';
 import { applyPermutation } from '../src/permute.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
 import { createRng, type Rng } from '../src/random.js';
 import { decodeF16Bits, floatToHalfBits } from '../src/io/dtype.js';
 

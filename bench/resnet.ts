@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { Tensor } from '../src/tensor.js';
-import { resnetSpec } from '../src/spec/resnet.js';
+import { resnetSpec } from '../src/permutation-spec/resnet.js';
 import { inversePermutation } from '../src/permute.js';
 import { createRng } from '../src/random.js';
 import { weightMatching } from '../src/match/weight-matching.js';

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { Tensor } from '../src/tensor.js';
-import { resnetSpec } from '../src/spec/resnet.js';
+import { resnetSpec } from '../src/permutation-spec/resnet.js';
 import { applyPermutation } from '../src/permute.js';
 import { weightMatching, type WeightMatchingResult } from '../src/match/weight-matching.js';
 import { weightMatchingFrom } from '../src/match/weight-matching.js';

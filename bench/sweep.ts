@@ -28,7 +28,7 @@ import { loadFashionMnist, findFashionMnist } from '../src/data/load.js';
 import { trainMlp } from '../src/train/mlp-trainer.js';
 import { mlpArch } from '../src/model/mlp.js';
 import { mlpRunner } from '../src/model/mlp-runner.js';
-import { inferMlpSpec } from '../src/spec/auto.js';
+import { inferMlpSpec } from '../src/permutation-spec/auto.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { applyPermutation } from '../src/permute.js';
 import { sweep, barrierOf, type CurvePoint } from '../src/measure/barrier.js';

@@ -6,7 +6,7 @@
  * The pair: A has every tensor of `BertModel` (bert-base-uncased: 12 layers, width 768, 12 heads, MLP 3072,
  * vocabulary 30 522, 512 positions, 2 token types, embeddings LayerNorm, pooler) under its `bert.` names,
  * filled with seeded normal numbers (LayerNorm weights around 1); B is either
- *  - planted: a random head-structured permutation of A (spec/heads.ts's randomSpecPerms) plus noise of
+ *  - planted: a random head-structured permutation of A (permutation-spec/heads.ts's randomSpecPerms) plus noise of
  *    `noise`× each tensor's RMS, so the inverse of the planted permutation is the answer, or
  *  - unrelated: drawn from another seed (the most passes: the worst case).
  * Both are written as F32 safetensors into a temp folder by a child process. Then, each run in a fresh
@@ -29,9 +29,9 @@ import { performance } from 'node:perf_hooks';
 import type { Params, Tensor } from '../src/tensor.js';
 import { createRng } from '../src/random.js';
 import { applyPermutation, inversePermutation } from '../src/permute.js';
-import { permSizes, type PermutationSpec } from '../src/spec/spec.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
-import { transformerSpec } from '../src/spec/transformer.js';
+import { permSizes, type PermutationSpec } from '../src/permutation-spec/spec.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { transformerSpec } from '../src/permutation-spec/transformer.js';
 import { weightMatchingCheckedInMemory } from '../src/match/sorted-start.js';
 import { paramsToSafetensors, toParams } from '../src/io/safetensors.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../src/io/safetensors-fs.js';

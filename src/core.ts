@@ -38,17 +38,17 @@ export {
   type HeadGroup,
   type Segmentation,
   type Segments,
-} from './spec/spec.js';
-export { randomSpecPerms, checkHeadPerms } from './spec/heads.js';
-export { splitSegments, joinSegments } from './spec/segments.js';
-export { transformerSpec, type TransformerOptions } from './spec/transformer.js';
-export { mlpSpec, type MlpSpecOptions, type WeightLayout } from './spec/mlp.js';
-export { resnetSpec } from './spec/resnet.js';
-export { vggSpec } from './spec/vgg.js';
-export { autoSpec, builtinSpec, inferMlpSpec, BUILTIN_KINDS, type BuiltinKind } from './spec/auto.js';
-export { specToJson, specFromJson } from './spec/json.js';
-export { formatSpecTable } from './spec/table.js';
-export { specFromOnnx, type OnnxSpec, type OnnxSpecOptions } from './spec/onnx-graph.js';
+} from './permutation-spec/spec.js';
+export { randomSpecPerms, checkHeadPerms } from './permutation-spec/heads.js';
+export { splitSegments, joinSegments } from './permutation-spec/segments.js';
+export { transformerSpec, type TransformerOptions } from './permutation-spec/transformer.js';
+export { mlpSpec, type MlpSpecOptions, type WeightLayout } from './permutation-spec/mlp.js';
+export { resnetSpec } from './permutation-spec/resnet.js';
+export { vggSpec } from './permutation-spec/vgg.js';
+export { autoSpec, builtinSpec, inferMlpSpec, BUILTIN_KINDS, type BuiltinKind } from './permutation-spec/auto.js';
+export { specToJson, specFromJson } from './permutation-spec/json.js';
+export { formatSpecTable } from './permutation-spec/table.js';
+export { specFromOnnx, type OnnxSpec, type OnnxSpecOptions } from './permutation-spec/onnx-graph.js';
 
 // Matching.
 export {
@@ -86,7 +86,7 @@ export {
   type AlignmentReport,
   type AlignmentReportOptions,
   type AlignMethod,
-} from './measure/alignment-report.js';
+} from './pipeline/alignment-report.js';
 export { verdictOf, type Verdict } from './measure/checks.js';
 export { formatReport } from './report/text.js';
 export { renderHtmlReport } from './report/html.js';

@@ -8,9 +8,9 @@ import type { MatmulEngine } from './engine/matmul.js';
 import { threeClusters } from './data/synthetic.js';
 import { sliceDataset, type Dataset } from './data/dataset.js';
 import { trainMlp } from './train/mlp-trainer.js';
-import { mlpSpec } from './spec/mlp.js';
+import { mlpSpec } from './permutation-spec/mlp.js';
 import { mlpRunner } from './model/mlp-runner.js';
-import { alignmentReport, type AlignmentReport } from './measure/alignment-report.js';
+import { alignmentReport, type AlignmentReport } from './pipeline/alignment-report.js';
 import type { Params } from './tensor.js';
 
 export interface DemoOptions {

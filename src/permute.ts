@@ -4,9 +4,9 @@
  */
 import type { Params, Tensor } from './tensor.js';
 import { take } from './tensor.js';
-import type { PermutationSpec } from './spec/spec.js';
+import type { PermutationSpec } from './permutation-spec/spec.js';
 import { createRng, shuffledRange } from './random.js';
-import { joinAxis, splitTensor } from './spec/segments.js';
+import { joinAxis, splitTensor } from './permutation-spec/segments.js';
 
 export type Perms = Readonly<Record<string, Int32Array>>;
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { activationMatching, indistinctUnits, similarityMatrix, type LayerActivations } from '../src/match/activation-matching.js';
-import { headPermutation } from '../src/spec/heads.js';
+import { headPermutation } from '../src/permutation-spec/heads.js';
 import { InputError } from '../src/errors.js';
 import { jsMatmul } from '../src/engine/matmul.js';
 import { createRng } from '../src/random.js';

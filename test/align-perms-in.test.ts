@@ -10,8 +10,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { permsFromJson } from '../src/spec/perms-file.js';
-import { specFromAxes } from '../src/spec/spec.js';
+import { permsFromJson } from '../src/permutation-spec/perms-file.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
 
 const models = fileURLToPath(new URL('../../test/fixtures/models/', import.meta.url));
 const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -23,9 +23,9 @@ import { assertSameOnnxGraph, compareOnnxGraphs } from '../src/io/onnx-compare.j
 import { createFunctionChecker, ProbeUnavailable } from '../src/measure/function-check.js';
 import { assertSameFunctionStreamed, LOW_MEMORY_CHECK_LIMIT } from '../src/cli/function-check.js';
 import { formatSpecNotes } from '../src/cli/spec.js';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
-import { specFromJson } from '../src/spec/json.js';
-import { permSizes } from '../src/spec/spec.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
+import { specFromJson } from '../src/permutation-spec/json.js';
+import { permSizes } from '../src/permutation-spec/spec.js';
 import { applyPermutation, randomPerms } from '../src/permute.js';
 import { createRng } from '../src/random.js';
 import { isInputError } from '../src/errors.js';

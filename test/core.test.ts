@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mlpSpec } from '../src/spec/mlp.js';
-import { specFromAxes, validateSpec, permSizes } from '../src/spec/spec.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
+import { specFromAxes, validateSpec, permSizes } from '../src/permutation-spec/spec.js';
 import {
   applyPermutation,
   composePermutations,

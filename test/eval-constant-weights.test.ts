@@ -13,8 +13,8 @@ import { readOnnxFile } from '../src/io/onnx-file.js';
 import { onnxParams } from '../src/io/onnx.js';
 import { loadIdxPair } from '../src/data/load.js';
 import { interpolate, sweep, type Evaluation } from '../src/measure/barrier.js';
-import { alignmentReport } from '../src/measure/alignment-report.js';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
+import { alignmentReport } from '../src/pipeline/alignment-report.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
 import type { LabelledData, ModelRunner } from '../src/measure/runner.js';
 import type { Params } from '../src/tensor.js';
 

@@ -1,13 +1,13 @@
 /**
- * Head-structured permutations (spec/heads.ts) on hand-built cases: σ(h·d + i) = π(h)·d + τ_h(i) is
+ * Head-structured permutations (permutation-spec/heads.ts) on hand-built cases: σ(h·d + i) = π(h)·d + τ_h(i) is
  * recognised only when every unit of a head lands in one head, a group's permutations must move the heads
  * alike, and random draws keep that structure. The oracle is the definition, written out by hand per case.
- * (Surviving Stryker mutants of spec/heads.js under heads.test: bench/mutation, TESTING.md.)
+ * (Surviving Stryker mutants of permutation-spec/heads.js under heads.test: bench/mutation, TESTING.md.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHeadPerms, headGroupOf, headPermutation, headStructured, randomSpecPerms } from '../src/spec/heads.js';
-import { specFromAxes } from '../src/spec/spec.js';
+import { checkHeadPerms, headGroupOf, headPermutation, headStructured, randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
 import { solveHeadGroup } from '../src/match/head-assignment.js';
 import { isPermutation } from '../src/permute.js';
 import { InputError } from '../src/errors.js';

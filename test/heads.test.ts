@@ -1,5 +1,5 @@
 /**
- * Head-structured permutations (spec/heads.ts, match/head-assignment.ts). Oracles: brute force over every
+ * Head-structured permutations (permutation-spec/heads.ts, match/head-assignment.ts). Oracles: brute force over every
  * head-structured permutation of a tiny group; a numpy-free attention forward written here (the math
  * identity: moving whole heads and reordering within them leaves multi-head attention unchanged, a flat
  * permutation across heads does not); recovery of a planted head-structured permutation.
@@ -7,9 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { solveHeadGroup } from '../src/match/head-assignment.js';
-import { checkHeadPerms, headStructured, randomSpecPerms } from '../src/spec/heads.js';
-import { specFromAxes } from '../src/spec/spec.js';
-import { specFromJsonValue, specToJson } from '../src/spec/json.js';
+import { checkHeadPerms, headStructured, randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
+import { specFromJsonValue, specToJson } from '../src/permutation-spec/json.js';
 import { applyPermutation, randomPermutation } from '../src/permute.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { createRng } from '../src/random.js';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
 import { toParams } from '../src/io/safetensors.js';
-import { specFromAxes, validateSpec } from '../src/spec/spec.js';
+import { specFromAxes, validateSpec } from '../src/permutation-spec/spec.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { applyPermutation } from '../src/permute.js';
 import { InputError } from '../src/errors.js';

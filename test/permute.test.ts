@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import {
   churn, composePermutations, identityPermutation, inversePermutation, isIdentity, isPermutation, permutedTensor, randomPerms,
 } from '../src/permute.js';
-import { specFromAxes } from '../src/spec/spec.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
 import type { Tensor } from '../src/tensor.js';
 
 const i32 = (v: number[]): Int32Array => Int32Array.from(v);

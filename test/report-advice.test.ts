@@ -11,7 +11,7 @@ import { formatReport, BAR_WIDTH } from '../src/report/text.js';
 import { renderHtmlReport } from '../src/report/html.js';
 import { runDemo } from '../src/demo.js';
 import { jsMatmul } from '../src/engine/matmul.js';
-import type { AlignmentReport } from '../src/measure/alignment-report.js';
+import type { AlignmentReport } from '../src/pipeline/alignment-report.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
 import { fileURLToPath } from 'node:url';
 

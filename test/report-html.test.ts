@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { runDemo } from '../src/demo.js';
 import { jsMatmul } from '../src/engine/matmul.js';
-import { reportToJson, type AlignmentReport } from '../src/measure/alignment-report.js';
+import { reportToJson, type AlignmentReport } from '../src/pipeline/alignment-report.js';
 import { renderHtmlReport, escapeHtml, embedJson, niceTicks, REPORT_DATA_ID } from '../src/report/html.js';
 import { createRng, shuffledRange } from '../src/random.js';
 import { chromiumSkipReason, collectPageErrors, launchChromium } from './helpers/browser.js';

@@ -1,11 +1,11 @@
 /**
- * Where the parts of a segmented tensor lie (spec/segments.ts partBounds, splitTensor), by hand: refusals
+ * Where the parts of a segmented tensor lie (permutation-spec/segments.ts partBounds, splitTensor), by hand: refusals
  * name the tensor and what does not fit, unequal sizes need not divide evenly, and a tensor the spec does not
  * segment is not split. Added for Stryker mutants of segments.js that survived segments.test (TESTING.md).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { partBounds, splitTensor } from '../src/spec/segments.js';
+import { partBounds, splitTensor } from '../src/permutation-spec/segments.js';
 import { InputError } from '../src/errors.js';
 
 const refused = (fn: () => unknown, message: string): void =>

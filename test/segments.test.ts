@@ -1,5 +1,5 @@
 /**
- * Segmented axes (spec/segments.ts): a fused q|k|v projection cut into parts with their own permutations.
+ * Segmented axes (permutation-spec/segments.ts): a fused q|k|v projection cut into parts with their own permutations.
  * Oracles: index arithmetic written here (what each entry of the permuted fused tensor must be), a
  * PyTorch-style fused multi-head attention forward written here in float64 (the math identity), planted
  * recovery by weight matching, and the in-memory permutation for the streamed safetensors writer.
@@ -9,13 +9,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { specFromAxes, validateSpec, permSizes, type PermutationSpec } from '../src/spec/spec.js';
-import { specFromJsonValue, specToJson } from '../src/spec/json.js';
-import { joinAxis, joinSegments, sliceAxis, splitSegments } from '../src/spec/segments.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
+import { specFromAxes, validateSpec, permSizes, type PermutationSpec } from '../src/permutation-spec/spec.js';
+import { specFromJsonValue, specToJson } from '../src/permutation-spec/json.js';
+import { joinAxis, joinSegments, sliceAxis, splitSegments } from '../src/permutation-spec/segments.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
 import { applyPermutation, inversePermutation } from '../src/permute.js';
 import { weightMatching, matchingObjective } from '../src/match/weight-matching.js';
-import { formatSpecTable } from '../src/spec/table.js';
+import { formatSpecTable } from '../src/permutation-spec/table.js';
 import { paramsToSafetensors, parseSafetensors, toParams, serializeSafetensors } from '../src/io/safetensors.js';
 import { writePermutedSafetensors } from '../src/io/safetensors-stream.js';
 import { createRng } from '../src/random.js';

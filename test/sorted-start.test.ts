@@ -6,14 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { permSizes } from '../src/spec/spec.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
+import { permSizes } from '../src/permutation-spec/spec.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
 import { applyPermutation, inversePermutation, randomPerms } from '../src/permute.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { sortedStart, weightMatchingCheckedInMemory } from '../src/match/sorted-start.js';
 import { parseSafetensors, toParams } from '../src/io/safetensors.js';
-import { autoSpec } from '../src/spec/auto.js';
-import { mlpSpec } from '../src/spec/mlp.js';
+import { autoSpec } from '../src/permutation-spec/auto.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
 import { createRng } from '../src/random.js';
 import type { Params, Tensor } from '../src/tensor.js';
 import { syntheticTransformer } from './helpers/synthetic-transformer.js';

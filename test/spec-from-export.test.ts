@@ -1,5 +1,5 @@
 /**
- * --spec EXPORT.onnx: a state dict's spec mapped from an ONNX export of the same network (spec/from-export.ts).
+ * --spec EXPORT.onnx: a state dict's spec mapped from an ONNX export of the same network (permutation-spec/from-export.ts).
  *
  * The oracle is ONNX Runtime on an export that keeps every state-dict name (BatchNorm unfolded): the state
  * dict permuted by the mapped spec (random permutations) is written into that graph and run; its logits must
@@ -18,9 +18,9 @@ import * as ort from 'onnxruntime-node';
 import { readModel, type ModelFile } from '../src/cli/model-file.js';
 import { resolveSpec } from '../src/cli/resolve.js';
 import { applyPermutation } from '../src/permute.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
-import { permSizes, specFromAxes, type PermutationSpec } from '../src/spec/spec.js';
-import { builtinSpec } from '../src/spec/auto.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { permSizes, specFromAxes, type PermutationSpec } from '../src/permutation-spec/spec.js';
+import { builtinSpec } from '../src/permutation-spec/auto.js';
 import { serializeOnnx, withInitializers, type OnnxModel } from '../src/io/onnx.js';
 import type { Params, Tensor } from '../src/tensor.js';
 
@@ -117,7 +117,7 @@ test('the Fashion-MNIST ResNet pair (safetensors) from its folded export: same p
   const a = readModel(join(modelDir, 'resnet_a.safetensors'));
   const b = readModel(join(modelDir, 'resnet_b.safetensors'));
   const resolved = resolveSpec(join(modelDir, 'resnet_a.onnx'), [a, b]);
-  // An independent spec written from the names (spec/resnet.ts) groups exactly the same axes.
+  // An independent spec written from the names (permutation-spec/resnet.ts) groups exactly the same axes.
   assert.deepEqual(partition(resolved.spec), partition(builtinSpec('resnet', a.params)));
   // Fixed spaces are reported in the state dict's names.
   assert.deepEqual(resolved.fixed?.map((f) => f.axes.map((r) => `${r.tensor}:${r.axis}`)), [['conv1.weight:1'], ['linear.weight:0', 'linear.bias:0']]);

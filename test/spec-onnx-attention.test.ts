@@ -27,9 +27,9 @@ import { withInitializers } from '../src/io/onnx.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
 import { applyPermutation, type Perms } from '../src/permute.js';
 import { createRng, shuffledRange } from '../src/random.js';
-import { headPermutation, randomSpecPerms } from '../src/spec/heads.js';
-import { type OnnxSpec, specFromOnnx } from '../src/spec/onnx-graph.js';
-import { type PermutationSpec, permSizes, validateSpec } from '../src/spec/spec.js';
+import { headPermutation, randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { type OnnxSpec, specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
+import { type PermutationSpec, permSizes, validateSpec } from '../src/permutation-spec/spec.js';
 import type { Params } from '../src/tensor.js';
 import { type Attr, type Built, build, gather, int, ints, maxAbsDiff, randomInput, run, vi, withOutputs } from './helpers/onnx-graphs.js';
 

@@ -7,8 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
-import { specFromAxes } from '../src/spec/spec.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
 import { build, checkBrokenSpecChangesOutputs, checkInvariance, int, partition, randomInput, vi } from './helpers/onnx-graphs.js';
 
 test('a channel axis squeezed and unsqueezed on both sides keeps its permutation (axes after it do not shift it)', async () => {

@@ -8,8 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
-import { specFromAxes } from '../src/spec/spec.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
+import { specFromAxes } from '../src/permutation-spec/spec.js';
 import {
   type Attr, build, checkBrokenSpecChangesOutputs, checkInvariance, expectRefusal, int, ints, partition, randomInput, vi,
 } from './helpers/onnx-graphs.js';

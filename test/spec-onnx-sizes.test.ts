@@ -1,5 +1,5 @@
 /**
- * The integer arithmetic the graph walk follows in Reshape targets and Slice bounds (src/spec/onnx-sizes.ts)
+ * The integer arithmetic the graph walk follows in Reshape targets and Slice bounds (src/permutation-spec/onnx-sizes.ts)
  * against ONNX Runtime computing the same int64 Add/Sub/Mul/Div (Div truncates toward zero there, unlike
  * Python's //), and the products of run-time sizes it keeps symbolic.
  */
@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { onnxModelFromObject, serializeOnnx } from '../src/io/onnx.js';
-import { intArithmetic } from '../src/spec/onnx-sizes.js';
+import { intArithmetic } from '../src/permutation-spec/onnx-sizes.js';
 
 const PAIRS: [number, number][] = [[7, 2], [-7, 2], [7, -2], [-7, -2], [48, 3], [50, 3], [0, 5], [16, 4], [-1, 3], [1, -3]];
 

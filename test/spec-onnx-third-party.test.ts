@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { readOnnxFile } from '../src/io/onnx-file.js';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
-import { permSizes } from '../src/spec/spec.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
+import { permSizes } from '../src/permutation-spec/spec.js';
 import { checkInvariance, randomInput } from './helpers/onnx-graphs.js';
 
 const DIR = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'test', 'fixtures', 'third-party');

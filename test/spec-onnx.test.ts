@@ -9,16 +9,16 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
 import type { OnnxModel } from '../src/io/onnx.js';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
 import { toParams } from '../src/io/safetensors.js';
 import { loadIdxPair } from '../src/data/load.js';
-import { inferMlpSpec } from '../src/spec/auto.js';
-import { mlpSpec } from '../src/spec/mlp.js';
-import { resnetSpec } from '../src/spec/resnet.js';
-import { permSizes, specFromAxes } from '../src/spec/spec.js';
+import { inferMlpSpec } from '../src/permutation-spec/auto.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
+import { resnetSpec } from '../src/permutation-spec/resnet.js';
+import { permSizes, specFromAxes } from '../src/permutation-spec/spec.js';
 import {
   type Built, build, checkBrokenSpecChangesOutputs, checkInvariance, expectRefusal, float, int, ints, partition, randomInput, vi,
 } from './helpers/onnx-graphs.js';

@@ -1,5 +1,5 @@
 /**
- * Built-in transformer specs from state-dict names (spec/transformer.ts), against independent truth:
+ * Built-in transformer specs from state-dict names (permutation-spec/transformer.ts), against independent truth:
  * - the two ViT fixtures trained by PyTorch (test/fixtures/vit: hand-written attention with separate q/k/v,
  *   and nn.TransformerEncoderLayer with a fused in_proj), run by a plain ONNX Runtime session on their own
  *   ONNX exports with every initializer replaced by its permuted state-dict tensor (found by value, so the
@@ -20,11 +20,11 @@ import * as ort from 'onnxruntime-node';
 import { InputError } from '../src/errors.js';
 import type { Params, Tensor } from '../src/tensor.js';
 import { applyPermutation } from '../src/permute.js';
-import { permSizes, type PermutationSpec } from '../src/spec/spec.js';
-import { randomSpecPerms } from '../src/spec/heads.js';
-import { splitSegments } from '../src/spec/segments.js';
-import { transformerSpecOf, type TransformerFamily } from '../src/spec/transformer.js';
-import { autoSpec } from '../src/spec/auto.js';
+import { permSizes, type PermutationSpec } from '../src/permutation-spec/spec.js';
+import { randomSpecPerms } from '../src/permutation-spec/heads.js';
+import { splitSegments } from '../src/permutation-spec/segments.js';
+import { transformerSpecOf, type TransformerFamily } from '../src/permutation-spec/transformer.js';
+import { autoSpec } from '../src/permutation-spec/auto.js';
 import { readSafetensorsFile } from '../src/io/safetensors-fs.js';
 import { toParams } from '../src/io/safetensors.js';
 import { readOnnxFile, writeOnnxFile } from '../src/io/onnx-file.js';

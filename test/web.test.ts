@@ -19,7 +19,7 @@ import type { Page } from 'playwright-core';
 import { chromiumSkipReason, collectPageErrors, launchChromium } from './helpers/browser.js';
 import { onnxParams, parseOnnx } from '../src/io/onnx.js';
 import { readOnnxFile } from '../src/io/onnx-file.js';
-import { specFromOnnx } from '../src/spec/onnx-graph.js';
+import { specFromOnnx } from '../src/permutation-spec/onnx-graph.js';
 import { applyPermutation } from '../src/permute.js';
 import type { Params } from '../src/tensor.js';
 

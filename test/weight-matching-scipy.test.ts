@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mlpSpec } from '../src/spec/mlp.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
 import { weightMatching, matchingObjective } from '../src/match/weight-matching.js';
 import { createOrtMatmul } from '../src/engine/ort-matmul.js';
 import { randomMlp } from './helpers/mlp.js';

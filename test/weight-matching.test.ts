@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mlpSpec } from '../src/spec/mlp.js';
-import { permSizes } from '../src/spec/spec.js';
+import { mlpSpec } from '../src/permutation-spec/mlp.js';
+import { permSizes } from '../src/permutation-spec/spec.js';
 import { applyPermutation, randomPerms, isIdentity, inversePermutation } from '../src/permute.js';
 import { weightMatching, matchingObjective, type WeightMatchingResult } from '../src/match/weight-matching.js';
 import { jsMatmul, abtSync } from '../src/engine/matmul.js';

@@ -4,8 +4,8 @@
  * checked against the sorted start (match/sorted-start.ts). Prints how many seeds recover P exactly.
  * Usage: node dist/bench/experiments/planted-vit.js [seeds] [layers] [dim] [heads]
  */
-import { permSizes } from '../../src/spec/spec.js';
-import { randomSpecPerms } from '../../src/spec/heads.js';
+import { permSizes } from '../../src/permutation-spec/spec.js';
+import { randomSpecPerms } from '../../src/permutation-spec/heads.js';
 import { applyPermutation } from '../../src/permute.js';
 import { weightMatching } from '../../src/match/weight-matching.js';
 import { weightMatchingCheckedInMemory } from '../../src/match/sorted-start.js';

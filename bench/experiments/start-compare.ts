@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseSafetensors, toParams } from '../../src/io/safetensors.js';
-import { autoSpec } from '../../src/spec/auto.js';
+import { autoSpec } from '../../src/permutation-spec/auto.js';
 import { matchingObjective, weightMatching } from '../../src/match/weight-matching.js';
 import { sortedStart } from '../../src/match/sorted-start.js';
 

@@ -13,7 +13,7 @@
  */
 import { readModels } from '../../src/cli/model-file.js';
 import { resolveData, resolveRunner, resolveSpec } from '../../src/cli/resolve.js';
-import { matchPerms } from '../../src/measure/alignment-report.js';
+import { matchPerms } from '../../src/pipeline/alignment-report.js';
 import { interpolate } from '../../src/measure/barrier.js';
 import { applyPermutation } from '../../src/permute.js';
 import { sliceDataset } from '../../src/data/dataset.js';

@@ -29,9 +29,9 @@ const out = join(root, 'bench/out/mutation');
 /** Module (under src/, without .ts) -> the test files (under test/, without .test.ts) that guard it. */
 export const MODULES = {
   permute: ['core', 'segments', 'permute'],
-  'spec/spec': ['core', 'segments'],
-  'spec/heads': ['heads', 'heads-structure'],
-  'spec/segments': ['segments', 'segments-bounds'],
+  'permutation-spec/spec': ['core', 'segments'],
+  'permutation-spec/heads': ['heads', 'heads-structure'],
+  'permutation-spec/segments': ['segments', 'segments-bounds'],
   'match/activation-matching': ['activation-matching'],
   'match/head-assignment': ['heads', 'heads-structure'],
   'measure/barrier': ['measure'],

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Params } from '../../src/tensor.js';
-import type { PermutationSpec } from '../../src/spec/spec.js';
+import type { PermutationSpec } from '../../src/permutation-spec/spec.js';
 
 export function writeProblem(dir: string, spec: PermutationSpec, a: Params, b: Params): void {
   const tensors: Record<string, { shape: readonly number[]; offset: number }> = {};

@@ -1,7 +1,7 @@
 /** `rebasin align A B -o OUT`: permute B's hidden units to match A's and write the aligned B. */
 import { Command } from 'commander';
 import { applyPermutation } from '../permute.js';
-import { churnOf, permsToJson } from '../measure/alignment-report.js';
+import { churnOf, permsToJson } from '../pipeline/alignment-report.js';
 import { plural } from '../measure/checks.js';
 import { jsonDocument } from '../report/json.js';
 import { alignmentPerms, withMatchingOptions, type MatchFlags, type MatchOutcome } from './matching.js';
@@ -20,8 +20,8 @@ import type { OnnxModel } from '../io/onnx.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { assertOutputs, type OutputRequest } from './outputs.js';
 import { readText } from './model-file.js';
-import { permsFromJson } from '../spec/perms-file.js';
-import { permSizes } from '../spec/spec.js';
+import { permsFromJson } from '../permutation-spec/perms-file.js';
+import { permSizes } from '../permutation-spec/spec.js';
 import type { Params } from '../tensor.js';
 
 /** --perms-in: the permutations of a file, checked against the spec (perms-file.ts), in place of matching. */

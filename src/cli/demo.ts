@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { runDemo } from '../demo.js';
 import { loadFashionMnist } from '../data/load.js';
 import { formatReport } from '../report/text.js';
-import { reportToJson } from '../measure/alignment-report.js';
+import { reportToJson } from '../pipeline/alignment-report.js';
 import { InputError } from '../errors.js';
 import { jsonDocument } from '../report/json.js';
 import { makeContext, parseIntOption, parseList, EXIT_CHECK_FAILED, type GlobalOptions } from './common.js';

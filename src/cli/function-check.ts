@@ -10,7 +10,7 @@ import { readOnnxFile } from '../io/onnx-file.js';
 import { applyPermutation, type Perms } from '../permute.js';
 import { createFunctionChecker, worstOutput, ProbeUnavailable, type OutputDeviation } from '../measure/function-check.js';
 import type { ProbeBatch } from '../measure/runner.js';
-import type { PermutationSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
 import type { Params } from '../tensor.js';
 import type { Context } from './common.js';
 import type { ModelFile } from './model-file.js';

@@ -1,7 +1,7 @@
 /** The matching step shared by align, merge and report: weight/cosine matching or activation matching. */
 import { Option, type Command } from 'commander';
 import { parseIntOption, type Context } from './common.js';
-import { matchPerms, type AlignMethod } from '../measure/alignment-report.js';
+import { matchPerms, type AlignMethod } from '../pipeline/alignment-report.js';
 import type { ProbeBatch } from '../measure/runner.js';
 import { sliceDataset } from '../data/dataset.js';
 import type { ModelFile } from './model-file.js';

@@ -4,7 +4,7 @@
  * curve(s) and barrier alone. Both are measurements: no input is written to.
  */
 import { Command } from 'commander';
-import { alignmentReport, narrowest, reportToJson, type AlignMethod, type AlignmentReport, type RepairedPath } from '../measure/alignment-report.js';
+import { alignmentReport, narrowest, reportToJson, type AlignMethod, type AlignmentReport, type RepairedPath } from '../pipeline/alignment-report.js';
 import { barrierOf, reduction, sweep, type CurvePoint } from '../measure/barrier.js';
 import { normalisationOf, reportHint } from '../measure/advice.js';
 import { jsonDocument } from '../report/json.js';

@@ -4,11 +4,11 @@
  */
 import { InputError } from '../errors.js';
 import type { Params } from '../tensor.js';
-import { validateSpec, type PermutationSpec } from '../spec/spec.js';
-import { autoSpec, builtinSpec, inferMlp, BUILTIN_KINDS, type BuiltinKind } from '../spec/auto.js';
-import { specFromJson } from '../spec/json.js';
-import { specFromOnnx, type OnnxFixedAxes, type OnnxUnsupportedNode } from '../spec/onnx-graph.js';
-import { specToJson } from '../spec/json.js';
+import { validateSpec, type PermutationSpec } from '../permutation-spec/spec.js';
+import { autoSpec, builtinSpec, inferMlp, BUILTIN_KINDS, type BuiltinKind } from '../permutation-spec/auto.js';
+import { specFromJson } from '../permutation-spec/json.js';
+import { specFromOnnx, type OnnxFixedAxes, type OnnxUnsupportedNode } from '../permutation-spec/onnx-graph.js';
+import { specToJson } from '../permutation-spec/json.js';
 import { assertSameOnnxGraph } from '../io/onnx-compare.js';
 import { createOnnxRunner } from '../engine/onnx-runner.js';
 import { mlpRunner } from '../model/mlp-runner.js';
@@ -19,7 +19,7 @@ import type { MatmulEngine } from '../engine/matmul.js';
 import type { ModelRunner } from '../measure/runner.js';
 import { readModel, readText, type ModelFile } from './model-file.js';
 import { readRegularHead } from '../io/regular-file.js';
-import { specFromExport, type ExportSpec } from '../spec/from-export.js';
+import { specFromExport, type ExportSpec } from '../permutation-spec/from-export.js';
 
 export interface ResolvedSpec {
   spec: PermutationSpec;
@@ -112,7 +112,7 @@ function isJsonFile(path: string): boolean {
 
 /**
  * --spec EXPORT.onnx: the spec derived from an ONNX export of the network, mapped onto the models' tensors
- * (spec/from-export.ts): for state dicts with names or layers (BatchNorm) no built-in spec knows. The
+ * (permutation-spec/from-export.ts): for state dicts with names or layers (BatchNorm) no built-in spec knows. The
  * export's values break ties between tensors of one shape: they are compared with each model in turn, as
  * the export usually holds one of them.
  */

@@ -4,9 +4,9 @@
  * did not understand.
  */
 import { Command } from 'commander';
-import { specToJson } from '../spec/json.js';
-import { formatSpecTable, groupRefs } from '../spec/table.js';
-import type { OnnxFixedAxes, OnnxUnsupportedNode } from '../spec/onnx-graph.js';
+import { specToJson } from '../permutation-spec/json.js';
+import { formatSpecTable, groupRefs } from '../permutation-spec/table.js';
+import type { OnnxFixedAxes, OnnxUnsupportedNode } from '../permutation-spec/onnx-graph.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readModels } from './model-file.js';
 import { fixedByUnsupported, resolveSpec, type ResolvedSpec } from './resolve.js';

@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { sameBits, shapeToString, sizeOf } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
 import { applyPermutation, permutedTensor, type Perms } from '../permute.js';
 import { assertNotInput } from './atomic.js';
 import { writeOnnxPair } from './onnx-pair.js';

@@ -5,8 +5,8 @@
  */
 import { InputError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes, validateSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
+import { permSizes, validateSpec } from '../permutation-spec/spec.js';
 import type { Perms } from '../permute.js';
 
 /** Throws an InputError naming `label` when `spec` or `perms` do not fit tensors of these shapes. */

@@ -7,7 +7,7 @@
  */
 import { closeSync } from 'node:fs';
 import type { Tensor } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
 import { permutedTensor, type Perms } from '../permute.js';
 import { writeFileAtomic } from './atomic.js';
 import { assertPermsFitShapes } from './perms-fit.js';

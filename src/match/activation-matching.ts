@@ -6,7 +6,7 @@
  */
 import { solveAssignment } from './lap.js';
 import { solveHeadGroup } from './head-assignment.js';
-import type { HeadGroup } from '../spec/spec.js';
+import type { HeadGroup } from '../permutation-spec/spec.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul, transpose } from '../engine/matmul.js';
 import { InputError } from '../errors.js';

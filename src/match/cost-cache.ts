@@ -18,7 +18,7 @@
  * permutations, or an update wider than half the full product, is recomputed from scratch instead.
  */
 import { sizeOf, writeTakenAxisFirst } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
 import type { Perms } from '../permute.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import type { ParamSource } from './param-source.js';

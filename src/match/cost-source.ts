@@ -17,7 +17,7 @@
  */
 import type { Params, Tensor } from '../tensor.js';
 import { axisFirstMatrix, gatheredDot, sizeOf, writeAxisFirst, writeGatheredAxisFirst } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
 import type { Perms } from '../permute.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { InputError } from '../errors.js';

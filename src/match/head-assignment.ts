@@ -1,5 +1,5 @@
 /**
- * The assignment step for a head group (spec/heads.ts): choose the group's head-structured permutations
+ * The assignment step for a head group (permutation-spec/heads.ts): choose the group's head-structured permutations
  * together, maximising the sum of their cost matrices' assigned entries.
  *
  * With σ_m(h·d_m + i) = π(h)·d_m + τ_{m,h}(i), the objective splits over head pairs:
@@ -10,7 +10,7 @@
  * (score each head pair by its best within-head assignment, assign heads, keep the chosen pairs' inner
  * assignments), and it is the exact optimum over head-structured permutations, not a heuristic.
  */
-import { headStructured } from '../spec/heads.js';
+import { headStructured } from '../permutation-spec/heads.js';
 import { solveAssignment } from './lap.js';
 
 export interface HeadGroupCost {

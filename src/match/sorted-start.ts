@@ -20,9 +20,9 @@
  * planted P is found, whatever the visiting order of descent. On independently trained models it is only
  * a start; descent goes on from it.
  */
-import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes } from '../spec/spec.js';
-import { segmentedSource } from '../spec/segments.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
+import { permSizes } from '../permutation-spec/spec.js';
+import { segmentedSource } from '../permutation-spec/segments.js';
 import type { Params, Tensor } from '../tensor.js';
 import { axisFirstMatrix, sizeOf, take } from '../tensor.js';
 import type { MatmulEngine } from '../engine/matmul.js';

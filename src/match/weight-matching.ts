@@ -12,23 +12,23 @@
  * Where a cost matrix comes from (a fresh product, a kept one brought up to date, tensors streamed from
  * files) is cost-source.ts's business; this file is the algorithm. Two things beside it never change the
  * path: a step whose matrix cannot have changed since it was last solved is skipped, and each assignment
- * starts from the same permutation's previous duals (`warmStart`). A head group (spec/heads.ts) is one
+ * starts from the same permutation's previous duals (`warmStart`). A head group (permutation-spec/heads.ts) is one
  * step: its permutations are chosen together (head-assignment.ts).
  */
 import type { Params } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
-import { permNames, permSizes, validateSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
+import { permNames, permSizes, validateSpec } from '../permutation-spec/spec.js';
 import type { Perms } from '../permute.js';
 import { identityPerms, isPermutation } from '../permute.js';
 import { createRng, shuffledRange } from '../random.js';
 import { solveAssignment, type WarmStart } from './lap.js';
 import { solveHeadGroup, type HeadGroupCost } from './head-assignment.js';
-import { checkHeadPerms, headGroupOf } from '../spec/heads.js';
+import { checkHeadPerms, headGroupOf } from '../permutation-spec/heads.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { jsMatmul } from '../engine/matmul.js';
 import { InputError } from '../errors.js';
 import { paramsSource, shapeStubs, type ParamSource } from './param-source.js';
-import { segmentedSource } from '../spec/segments.js';
+import { segmentedSource } from '../permutation-spec/segments.js';
 import { openCostSource, sourceObjective as unsegmentedObjective, type CostSource } from './cost-source.js';
 
 /**

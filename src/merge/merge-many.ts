@@ -10,8 +10,8 @@
  * model's units line up with model 0's, which keeps reports and diffs against model 0 readable.
  */
 import type { Params, Tensor } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes, validateSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
+import { permSizes, validateSpec } from '../permutation-spec/spec.js';
 import type { MatmulEngine } from '../engine/matmul.js';
 import { weightMatching, type WeightScore } from '../match/weight-matching.js';
 import { applyPermutation, composePermutations, identityPerms, inversePermutation } from '../permute.js';

@@ -8,7 +8,7 @@ import { InputError } from '../errors.js';
 import type { OnnxModel } from '../io/onnx.js';
 import type { ProbeBatch } from '../measure/runner.js';
 import type { MatmulEngine } from '../engine/matmul.js';
-import { inferMlp } from '../spec/auto.js';
+import { inferMlp } from '../permutation-spec/auto.js';
 import { repairMerged, type LayerStats, type RepairLayer, type RepairMode, type RepairResult, type StatsFn } from './repair.js';
 import { onnxRepairPlan, onnxStats } from './onnx-repair.js';
 import { hasBatchNorm, onnxBatchNormPlan, onnxBatchNormStats, repairOnnxBatchNorm } from './onnx-bn-repair.js';

@@ -8,7 +8,7 @@
  *
  * Dependency-free and free of Node imports on purpose: the browser page renders with the same code.
  */
-import { reportToJson, type AlignmentReport } from '../measure/alignment-report.js';
+import { reportToJson, type AlignmentReport } from '../pipeline/alignment-report.js';
 import { barrierValue, formatNumber, plural, type Check } from '../measure/checks.js';
 
 export interface HtmlReportMeta {

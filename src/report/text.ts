@@ -2,7 +2,7 @@
  * The terminal report: churn per permutation, the barrier before and after as `#` bars scaled to the
  * larger of the two (40 columns), the reduction, the three checks and the verdict.
  */
-import type { AlignmentReport } from '../measure/alignment-report.js';
+import type { AlignmentReport } from '../pipeline/alignment-report.js';
 import { barrierValue, formatNumber, plural } from '../measure/checks.js';
 
 export const BAR_WIDTH = 40;

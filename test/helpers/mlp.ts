@@ -1,4 +1,4 @@
-import type { WeightLayout } from '../../src/spec/mlp.js';
+import type { WeightLayout } from '../../src/permutation-spec/mlp.js';
 import type { Params, Tensor } from '../../src/tensor.js';
 import { createRng } from '../../src/random.js';
 

@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import type { OnnxSpec } from '../../src/spec/onnx-graph.js';
+import type { OnnxSpec } from '../../src/permutation-spec/onnx-graph.js';
 import { type OnnxModel, onnxModelFromObject, serializeOnnx, withInitializers } from '../../src/io/onnx.js';
-import { type PermutationSpec, permSizes, specFromAxes, validateSpec } from '../../src/spec/spec.js';
+import { type PermutationSpec, permSizes, specFromAxes, validateSpec } from '../../src/permutation-spec/spec.js';
 import { applyPermutation, type Perms } from '../../src/permute.js';
-import { randomSpecPerms } from '../../src/spec/heads.js';
+import { randomSpecPerms } from '../../src/permutation-spec/heads.js';
 import { createRng } from '../../src/random.js';
 import type { Params, Tensor } from '../../src/tensor.js';
 import { isInputError } from '../../src/errors.js';

@@ -20,9 +20,9 @@ import { isInputError } from '../../src/errors.js';
 import { type OnnxGraph, type OnnxModel, onnxModelFromObject, serializeOnnx, withInitializers } from '../../src/io/onnx.js';
 import { applyPermutation, type Perms } from '../../src/permute.js';
 import { createRng, type Rng } from '../../src/random.js';
-import { randomSpecPerms } from '../../src/spec/heads.js';
-import { type OnnxSpec, specFromOnnx } from '../../src/spec/onnx-graph.js';
-import { permSizes, validateSpec } from '../../src/spec/spec.js';
+import { randomSpecPerms } from '../../src/permutation-spec/heads.js';
+import { type OnnxSpec, specFromOnnx } from '../../src/permutation-spec/onnx-graph.js';
+import { permSizes, validateSpec } from '../../src/permutation-spec/spec.js';
 import type { Tensor } from '../../src/tensor.js';
 import { gather } from './onnx-graphs.js';
 

@@ -4,7 +4,7 @@
  * head; per block an MLP hidden permutation and a head group {qk, v}. For matching tests and benches
  * that need a model with the symmetries of a ViT but no forward pass.
  */
-import { specFromAxes, type PermutationSpec } from '../../src/spec/spec.js';
+import { specFromAxes, type PermutationSpec } from '../../src/permutation-spec/spec.js';
 import { createRng } from '../../src/random.js';
 import type { Params, Tensor } from '../../src/tensor.js';
 

@@ -22,12 +22,12 @@
  *     "notes": {...}                      (optional, informational: ignored when read)
  *   }
  *
- * `heads` makes the listed permutations head-structured (spec/heads.ts): each acts on `count` heads of
+ * `heads` makes the listed permutations head-structured (permutation-spec/heads.ts): each acts on `count` heads of
  * equal size, keeps every head's units together, and all of a group move the heads alike. Files without
  * it are written as version 1.
  *
  * `segments` cuts a stored tensor's axis into consecutive parts (equal, or of the lengths in "sizes"), each
- * listed in `axes` as a tensor of its own (spec/segments.ts): the fused q|k|v projection of attention,
+ * listed in `axes` as a tensor of its own (permutation-spec/segments.ts): the fused q|k|v projection of attention,
  * whose q, k and v rows carry different permutations. The source tensor itself is not in `axes`.
  *
  * `notes` is what `rebasin spec MODEL --json` says about a spec derived from an ONNX graph: the channel

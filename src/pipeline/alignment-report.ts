@@ -1,21 +1,21 @@
 /**
- * The alignment report (the second seed's PermutationAlignReport, on real evaluation): align B to A,
- * sweep the straight line before and after alignment, and run the three checks. A measurement only:
- * neither model's params are written to.
+ * The alignment report pipeline (the second seed's PermutationAlignReport, on real evaluation): align B
+ * to A, sweep the straight line before and after alignment, run the three checks, give the verdict and
+ * hint. It strings match/ and measure/ together; neither model's params are written to.
  */
 import type { Params } from '../tensor.js';
 import { InputError } from '../errors.js';
 import { maxAbsDiff } from '../tensor.js';
-import type { PermutationSpec } from '../spec/spec.js';
-import { permSizes, validateSpec } from '../spec/spec.js';
+import type { PermutationSpec } from '../permutation-spec/spec.js';
+import { permSizes, validateSpec } from '../permutation-spec/spec.js';
 import { applyPermutation, churn, isIdentity, type Perms } from '../permute.js';
-import { randomSpecPerms } from '../spec/heads.js';
+import { randomSpecPerms } from '../permutation-spec/heads.js';
 import { type WeightScore, type MatchProgress } from '../match/weight-matching.js';
 import { weightMatchingCheckedInMemory } from '../match/sorted-start.js';
 import { activationMatching, indistinctUnits, type ActivationScore, type LayerActivations } from '../match/activation-matching.js';
 import type { MatmulEngine } from '../engine/matmul.js';
-import { barrierOf, interpolate, reduction, sweep, type Barrier, type CurvePoint } from './barrier.js';
-import type { BatchProgress, LabelledData, ModelRunner, ProbeBatch } from './runner.js';
+import { barrierOf, interpolate, reduction, sweep, type Barrier, type CurvePoint } from '../measure/barrier.js';
+import type { BatchProgress, LabelledData, ModelRunner, ProbeBatch } from '../measure/runner.js';
 import {
   invarianceCheck,
   monotonicityCheck,
@@ -25,8 +25,8 @@ import {
   THRESHOLDS,
   type Check,
   type Verdict,
-} from './checks.js';
-import { reportHint, type Normalisation } from './advice.js';
+} from '../measure/checks.js';
+import { reportHint, type Normalisation } from '../measure/advice.js';
 
 export type AlignMethod = 'weight' | 'cosine' | 'activation';
 
