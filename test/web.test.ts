@@ -231,6 +231,42 @@ test('the page aligns the fixture pair in Chromium and shows the numbers the CLI
   }
 });
 
+test('the page aligns a PyTorch ViT pair (fused q|k|v, head groups) by activations, as the CLI does', { skip: skipReason(), timeout: 120_000 }, async (t) => {
+  const vit = (f: string) => join(ROOT, 'test', 'fixtures', 'vit', f);
+  const [va, vb] = [vit('vit_fused64_a.onnx'), vit('vit_fused64_b.onnx')];
+  const cliReport = run(process.execPath, [CLI, 'report', va, vb, '--method', 'activation', '--data', `${IMAGES},${LABELS}`, '--json', '--quiet'], { cwd: ROOT, maxBuffer: 64 << 20 });
+  const served = await servePage();
+  const browser = await launchChromium({ viewport: { width: 1280, height: 900 } });
+  try {
+    const page = await browser.newPage();
+    const errors = collectPageErrors(page);
+    await page.goto(served.url);
+    await page.setInputFiles('#file-a', va);
+    await page.setInputFiles('#file-b', vb);
+    await page.setInputFiles('#file-data', [LABELS, IMAGES]);
+    await page.locator('#drop-data.filled').waitFor({ timeout: 10_000 });
+    await page.selectOption('#method', 'activation');
+    const started = Date.now();
+    await page.click('#run');
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]', { timeout: 100_000 });
+    assert.equal(await page.locator('#error').isVisible(), false, `the run failed: ${await page.locator('#error').innerText().catch(() => '')}`);
+    t.diagnostic(`page run (ViT): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const web = JSON.parse((await page.locator('#result-json').textContent()) ?? 'null') as RunJson;
+    const cli = JSON.parse((await cliReport).stdout) as RunJson;
+    assertSameRun(web, cli);
+    // The aligned download is B under the CLI's permutations, fused tensors cut and rejoined alike.
+    const b = readOnnxFile(vb);
+    const spec = specFromOnnx(b.model).spec;
+    const perms = Object.fromEntries(Object.entries(cli.report.perms).map(([k, v]) => [k, Int32Array.from(v)]));
+    sameParams(onnxParams(parseOnnx(await downloadBytes(page, 'aligned'), 'aligned download')), applyPermutation(spec, perms, b.params), 'aligned ViT');
+    assert.deepEqual(errors, [], 'page errors');
+  } finally {
+    await browser.close();
+    await served.stop();
+    await cliReport.catch(() => undefined);
+  }
+});
+
 test('bad files get a readable message, not a blank page', { skip: skipReason(), timeout: 60_000 }, async (t) => {
   const served = await servePage();
   const browser = await launchChromium();
