@@ -629,10 +629,16 @@ function concat(n: Net, x: Act): Act {
     const shape = a.shape.map((d, i) => (i === a.ch ? d + b.shape[i] : d));
     return n.act(n.op('Concat', [a.name, b.name], [aInt('axis', axis)])[0], shape, a.ch);
   }
-  n.tag('concat:other-axis');
   const a = layer(n, x, n.int(2, 6), true);
   const b = n.chance(0.3) ? activation(n, a) : layer(n, x, a.shape[a.ch], true);
-  const ax = n.pick(a.shape.map((_, i) => i).filter((i) => i !== a.ch));
+  const others = a.shape.map((_, i) => i).filter((i) => i !== a.ch);
+  if (others.length === 0) {
+    // A 1-D activation (e.g. after a ReduceMean to the channels) has no other axis: join the channels.
+    n.tag('concat:channel');
+    return n.act(n.op('Concat', [a.name, b.name], [aInt('axis', 0)])[0], [a.shape[0] + b.shape[0]], 0);
+  }
+  n.tag('concat:other-axis');
+  const ax = n.pick(others);
   const shape = a.shape.map((d, i) => (i === ax ? d * 2 : d));
   return n.act(n.op('Concat', [a.name, b.name], [aInt('axis', n.chance(0.5) ? ax : ax - r)])[0], shape, a.ch);
 }
