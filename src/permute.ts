@@ -86,9 +86,9 @@ export function permutedTensor(
   const parts = splitTensor(spec.segments, name, t);
   if (parts !== null) {
     // A fused tensor: each part permuted as a tensor of its own, then laid back side by side.
-    const seg = spec.segments![name];
-    const moved = Object.entries(parts).map(([part, pt]) => permutedTensor(spec, perms, part, pt, exceptAxis));
-    return moved.every((m, i) => m === Object.values(parts)[i]) ? t : joinAxis(moved, seg.axis);
+    const pieces = Object.entries(parts);
+    const moved = pieces.map(([part, pt]) => permutedTensor(spec, perms, part, pt, exceptAxis));
+    return moved.every((m, i) => m === pieces[i][1]) ? t : joinAxis(moved, spec.segments![name].axis);
   }
   const axes = Object.hasOwn(spec.axesToPerm, name) ? spec.axesToPerm[name] : undefined;
   if (axes === undefined) return t;
